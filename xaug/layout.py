@@ -1,0 +1,343 @@
+"""The competition folder layout: images, annotation JSON and meta_data.xlsx, read and written.
+
+    <root>/meta_data.xlsx
+    <root>/train/DCM/ID001/image1661130828152_R.png
+    <root>/train/outputs_json/ID001/image1661130828152_R.json
+    <root>/test/DCM/ID040/image1661144206667.png
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from xaug.classes import CLASS_INDEX
+from xaug.errors import BadInput
+from xaug.model import Annotation, Sample
+
+SPLITS = ("train", "test")
+IMAGE_DIR = "DCM"
+LABEL_DIR = "outputs_json"
+META_SHEET = "meta_data.xlsx"
+META_HEADERS = ("ID", "나이", "성별", "체중(몸무게)", "키(신장)", None)
+# PNG zlib level used for every image xaug encodes: fast, lossless, deterministic.
+PNG_COMPRESSION = 1
+
+
+# ---------------------------------------------------------------- paths
+
+def image_relpath(split: str, person: str, stem: str) -> str:
+    return f"{split}/{IMAGE_DIR}/{person}/{stem}.png"
+
+
+def label_relpath_for(image_rel: str) -> str:
+    """train/DCM/ID001/x.png -> train/outputs_json/ID001/x.json"""
+    p = PurePosixPath(image_rel)
+    split, _, person = p.parts[0], p.parts[1], p.parts[2]
+    return f"{split}/{LABEL_DIR}/{person}/{p.stem}.json"
+
+
+def side_from_stem(stem: str) -> str | None:
+    if stem.endswith("_R"):
+        return "R"
+    if stem.endswith("_L"):
+        return "L"
+    return None
+
+
+# ---------------------------------------------------------------- images
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Decode an 8-bit PNG (1 or 3 channels) as stored; raise BadInput naming the file if corrupt."""
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise BadInput(f"cannot read image ({exc.strerror})", where=str(path)) from None
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise BadInput("not a readable PNG image; replace or remove the file", where=str(path))
+    if img.dtype != np.uint8:
+        raise BadInput(f"image is {img.dtype}, xaug expects 8-bit PNG", where=str(path))
+    return img
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:  # pragma: no cover - OpenCV only fails on impossible shapes
+        raise BadInput("cannot encode image as PNG")
+    return buf.tobytes()
+
+
+def image_size(path: Path | str) -> tuple[int, int, int]:
+    """(height, width, channels) from the PNG header, without decoding the pixels."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise BadInput("not a PNG file", where=str(path))
+    w = int.from_bytes(head[16:20], "big")
+    h = int.from_bytes(head[20:24], "big")
+    color_type = head[25]
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(color_type, 3)
+    return h, w, channels
+
+
+# ---------------------------------------------------------------- annotations
+
+def parse_annotation_doc(data: bytes, where: str, lenient: bool = False
+                         ) -> tuple[list[Annotation], dict[str, Any], list[str], list[dict]]:
+    """Parse one label JSON.
+
+    Returns (annotations, doc_extra, problems, skipped). `problems` are one-line messages naming
+    `where` and the annotation index; with `lenient`, bad annotations are skipped instead and
+    described in `skipped`.
+    """
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [], {}, [f"{where}: not valid JSON ({exc}); fix or remove the file"], []
+    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
+        return [], {}, [f"{where}: missing the 'annotations' list"], []
+    anns: list[Annotation] = []
+    problems: list[str] = []
+    skipped: list[dict] = []
+    for i, raw in enumerate(doc["annotations"]):
+        msg = _annotation_problem(raw)
+        if msg is None:
+            extra = {k: v for k, v in raw.items() if k not in ("label", "points")}
+            pts = np.rint(np.asarray(raw["points"], dtype=np.float64)).astype(np.int64)
+            anns.append(Annotation(raw["label"], pts, extra))
+        elif lenient:
+            skipped.append({"file": where, "annotation": i, "reason": msg})
+        else:
+            problems.append(f"{where}: annotation {i}: {msg}")
+    doc_extra = {k: v for k, v in doc.items() if k != "annotations"}
+    return anns, doc_extra, problems, skipped
+
+
+def _annotation_problem(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return "not an object"
+    label = raw.get("label")
+    if label not in CLASS_INDEX:
+        return f"unknown label {label!r}; expected one of the 29 classes (finger-1..finger-19, Trapezium, ..., Ulna)"
+    pts = raw.get("points")
+    if not isinstance(pts, list) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in pts):
+        return f"label {label}: 'points' must be a list of [x, y] pairs"
+    if len(pts) < 3:
+        return f"label {label}: polygon has {len(pts)} points, need at least 3"
+    return None
+
+
+def annotation_doc(annotations: Iterable[Annotation], doc_extra: dict[str, Any] | None = None, *,
+                   filename: str | None = None, person: str | None = None,
+                   height: int | None = None, width: int | None = None) -> dict[str, Any]:
+    """The label JSON document for one image, keeping unknown top-level keys."""
+    doc: dict[str, Any] = {"annotations": [a.to_json() for a in annotations]}
+    extra = dict(doc_extra or {})
+    extra.setdefault("attributes", {})
+    extra.setdefault("file_id", Path(filename).stem if filename else "")
+    if filename is not None:
+        extra["filename"] = filename
+    if person is not None:
+        extra["parent_path"] = f"/{person}"
+    if height is not None and width is not None:
+        meta = dict(extra.get("metadata") or {})
+        meta.update({"height": int(height), "width": int(width)})
+        extra["metadata"] = meta
+    doc.update(extra)
+    return doc
+
+
+def annotation_bytes(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def sample_label_bytes(sample: Sample, height: int, width: int) -> bytes:
+    assert sample.annotations is not None
+    return annotation_bytes(annotation_doc(sample.annotations, sample.doc_extra, filename=sample.name,
+                                           person=sample.person, height=height, width=width))
+
+
+def load_annotations(sample: Sample, label_path: Path) -> Sample:
+    """Fill sample.annotations from a label JSON on disk (strict)."""
+    anns, extra, problems, _ = parse_annotation_doc(label_path.read_bytes(), str(label_path))
+    if problems:
+        raise BadInput(problems[0], problems=problems[1:])
+    sample.annotations, sample.doc_extra = anns, extra
+    return sample
+
+
+# ---------------------------------------------------------------- scanning a folder
+
+@dataclass
+class ScanResult:
+    samples: list[Sample]
+    label_files: dict[str, Path]   # image relpath -> absolute label path
+    problems: list[str]
+    skipped: list[dict]
+
+
+def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanResult:
+    """Find every image of a competition-layout folder and pair it with its label JSON."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInput("no such folder; give the root of a competition-layout dataset", where=str(root))
+    samples: list[Sample] = []
+    labels: dict[str, Path] = {}
+    problems: list[str] = []
+    skipped: list[dict] = []
+    seen_labels: set[str] = set()
+    for split in SPLITS:
+        img_root = root / split / IMAGE_DIR
+        if not img_root.is_dir():
+            continue
+        for img in sorted(img_root.glob("*/*")):
+            if img.suffix.lower() != ".png":
+                continue
+            rel = img.relative_to(root).as_posix()
+            person = img.parent.name
+            sample = Sample(relpath=rel, image_path=img.resolve(), person=person, split=split,
+                            side=side_from_stem(img.stem))
+            lab_rel = label_relpath_for(rel)
+            lab = root / lab_rel
+            if lab.is_file():
+                seen_labels.add(lab_rel)
+                labels[rel] = lab.resolve()
+                if parse:
+                    anns, extra, probs, skip = parse_annotation_doc(lab.read_bytes(), lab_rel, lenient)
+                    sample.annotations, sample.doc_extra = anns, extra
+                    problems += probs
+                    skipped += skip
+            elif split == "train":
+                problems.append(f"{rel}: no label file {lab_rel}; add it or remove the image")
+            samples.append(sample)
+    for split in SPLITS:
+        lab_root = root / split / LABEL_DIR
+        if lab_root.is_dir():
+            for lab in sorted(lab_root.glob("*/*.json")):
+                rel = lab.relative_to(root).as_posix()
+                if rel not in seen_labels:
+                    problems.append(f"{rel}: label file without an image; add the PNG or remove the JSON")
+    if not samples:
+        problems.append(f"{root}: no images under train/{IMAGE_DIR}/<ID>/ or test/{IMAGE_DIR}/<ID>/")
+    return ScanResult(samples, labels, problems, skipped)
+
+
+# ---------------------------------------------------------------- meta_data.xlsx
+
+@dataclass
+class PersonMeta:
+    """One row of meta_data.xlsx, cleaned: person 'ID001', sex 'M'/'F'/None."""
+
+    person: str
+    age: float | None = None
+    sex: str | None = None
+    weight: float | None = None
+    height: float | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"person": self.person, "age": self.age, "sex": self.sex, "weight": self.weight,
+                "height": self.height, "note": self.note}
+
+
+_ESCAPE = re.compile(r"_x[0-9A-Fa-f]{4}_")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean_text(value: Any) -> str | None:
+    """Undo the sheet's quirks: escaped control characters ('_x0008_여'), control chars, spaces."""
+    if value is None:
+        return None
+    text = _CONTROL.sub("", _ESCAPE.sub("", str(value))).strip()
+    return text or None
+
+
+def parse_sex(value: Any) -> str | None:
+    text = clean_text(value)
+    if text is None:
+        return None
+    return {"남": "M", "여": "F", "M": "M", "F": "F", "male": "M", "female": "F"}.get(text, None)
+
+
+def person_id(value: Any) -> str | None:
+    """'001', 1, 1.0 or 'ID001' -> 'ID001'."""
+    text = clean_text(value)
+    if text is None:
+        return None
+    if text.upper().startswith("ID"):
+        text = text[2:]
+    try:
+        return f"ID{int(float(text)):03d}"
+    except ValueError:
+        return None
+
+
+def _num(value: Any) -> float | None:
+    text = clean_text(value)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def read_meta(path: Path) -> dict[str, PersonMeta]:
+    """Read meta_data.xlsx into {'ID001': PersonMeta}; columns found by their Korean headers."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for broken files
+        raise BadInput(f"cannot read the metadata sheet ({exc.__class__.__name__}); fix or remove it",
+                       where=str(path)) from None
+    ws = wb.worksheets[0]
+    rows = ws.iter_rows(values_only=True)
+    header = [clean_text(h) for h in next(rows, ())]
+    col = {name: header.index(name) for name in META_HEADERS[:5] if name in header}
+    if "ID" not in col:
+        wb.close()
+        raise BadInput("no 'ID' column in the first row", where=str(path))
+    note_col = 5 if len(header) > 5 and header[5] is None else None
+    out: dict[str, PersonMeta] = {}
+    for row in rows:
+        row = list(row) + [None] * (len(header) - len(row))
+        pid = person_id(row[col["ID"]])
+        if pid is None:
+            continue
+        get = lambda key: row[col[key]] if key in col else None  # noqa: E731
+        out[pid] = PersonMeta(pid, _num(get("나이")), parse_sex(get("성별")), _num(get("체중(몸무게)")),
+                              _num(get("키(신장)")),
+                              clean_text(row[note_col]) if note_col is not None else None)
+    wb.close()
+    return out
+
+
+def write_meta(path: Path, persons: Iterable[PersonMeta], quirks: bool = True) -> None:
+    """Write meta_data.xlsx in the real sheet's format (zero-padded IDs, Korean headers, quirks)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Sheet1"
+    ws.append(list(META_HEADERS) + [None] * 4)
+    for i, p in enumerate(sorted(persons, key=lambda p: p.person)):
+        sex = {"M": "남", "F": "여"}.get(p.sex or "", None)
+        if sex is not None and quirks:
+            sex = (f"_x0008_{sex}", f" {sex}", sex)[i % 3 if i % 7 else 1]
+        ws.append([p.person[2:] if p.person.startswith("ID") else p.person, p.age, sex, p.weight,
+                   p.height, p.note])
+    for r in range(1, ws.max_row + 1):  # the real sheet carries empty, formatted trailing columns
+        for c in range(7, 11):
+            ws.cell(row=r, column=c).number_format = "General"
+    tmp = Path(str(path) + ".tmp")
+    wb.save(tmp)
+    tmp.replace(path)
