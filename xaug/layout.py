@@ -332,12 +332,39 @@ def write_meta(path: Path, persons: Iterable[PersonMeta], quirks: bool = True) -
     for i, p in enumerate(sorted(persons, key=lambda p: p.person)):
         sex = {"M": "남", "F": "여"}.get(p.sex or "", None)
         if sex is not None and quirks:
-            sex = (f"_x0008_{sex}", f" {sex}", sex)[i % 3 if i % 7 else 1]
+            # as read from the real sheet: mostly an escaped backspace, some leading spaces
+            sex = {3: f" {sex}", 4: sex}.get(i % 5, f"_x0008_{sex}")
         ws.append([p.person[2:] if p.person.startswith("ID") else p.person, p.age, sex, p.weight,
                    p.height, p.note])
     for r in range(1, ws.max_row + 1):  # the real sheet carries empty, formatted trailing columns
         for c in range(7, 11):
             ws.cell(row=r, column=c).number_format = "General"
+    wb.properties.creator = "xaug"
+    wb.properties.created = wb.properties.modified = _FIXED_TIME
     tmp = Path(str(path) + ".tmp")
-    wb.save(tmp)
+    tmp.write_bytes(_deterministic_zip(wb))
     tmp.replace(path)
+
+
+_FIXED_TIME = __import__("datetime").datetime(2000, 1, 1)
+
+
+def _deterministic_zip(wb) -> bytes:
+    """The workbook's bytes with fixed zip timestamps, so equal sheets hash equal."""
+    import io
+    import zipfile
+
+    raw = io.BytesIO()
+    wb.save(raw)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw.getvalue())) as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2000, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            data = src.read(info.filename)
+            if info.filename == "docProps/core.xml":  # openpyxl stamps the save time here
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2000-01-01T00:00:00Z", data)
+            dst.writestr(fixed, data)
+    return out.getvalue()
