@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 from rich.console import Console
 
 from xaug.errors import XaugError
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 HomeOption = typer.Option(None, "--home", help="Store folder (default: $XAUG_HOME or ./xaug-data).",
@@ -60,7 +59,7 @@ class XaugGroup(TyperGroup):
     """Maps user mistakes (XaugError, pydantic ValidationError) to `error: where: message` lines
     on stderr and exit code 2, with no traceback; real bugs still raise."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         from pydantic import ValidationError
 
         try:
@@ -68,4 +67,4 @@ class XaugGroup(TyperGroup):
         except (XaugError, ValidationError) as exc:
             for line in error_lines(exc):
                 console.print(f"error: {line}", markup=False)
-            raise click.exceptions.Exit(2) from None
+            raise typer.Exit(2) from None

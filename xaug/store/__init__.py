@@ -1,0 +1,13 @@
+"""Manifests, hashing, names and versions, locks, verify, export.
+
+>>> from xaug.store import Store
+>>> store = Store("xaug-data")            # doctest: +SKIP
+>>> ds = store.open("raw")                # newest version of "raw"  # doctest: +SKIP
+>>> [s.relpath for s in ds.samples(split="train", role="val")][:1]  # doctest: +SKIP
+"""
+from xaug.store.hashing import canonical_json, sha256_bytes, sha256_file
+from xaug.store.manifest import manifest_id
+from xaug.store.store import Builder, Dataset, Store, check_name, stage_item
+
+__all__ = ["Store", "Dataset", "Builder", "stage_item", "check_name", "canonical_json", "sha256_bytes",
+           "sha256_file", "manifest_id"]

@@ -1,0 +1,76 @@
+"""Canonical JSON, content hashes, and the incremental hash cache (size + mtime + inode)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The only bytes xaug ever hashes: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class HashCache:
+    """sha256 of files keyed by absolute path, trusted while size, mtime_ns and inode are unchanged.
+
+    `hashed` and `reused` count what happened, so callers (and tests) can see that an unchanged
+    folder is not re-hashed.
+    """
+
+    def __init__(self, db_path: Path):
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
+        self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
+                         " mtime_ns INTEGER, inode INTEGER, sha256 TEXT)")
+        self._lock = threading.Lock()
+        self.hashed = 0
+        self.reused = 0
+
+    def lookup(self, path: Path) -> tuple[str | None, os.stat_result]:
+        st = os.stat(path)
+        with self._lock:
+            row = self._db.execute("SELECT size, mtime_ns, inode, sha256 FROM files WHERE path=?",
+                                   (str(path),)).fetchone()
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] == st.st_ino:
+            return row[3], st
+        return None, st
+
+    def digest(self, path: Path) -> tuple[str, int, bool]:
+        """(sha256, size, was_cached) for one file."""
+        path = Path(path).resolve()
+        cached, st = self.lookup(path)
+        if cached is not None:
+            with self._lock:
+                self.reused += 1
+            return cached, st.st_size, True
+        sha = sha256_file(path)
+        with self._lock:
+            self.hashed += 1
+            self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)",
+                             (str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha))
+        return sha, st.st_size, False
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.commit()
+            self._db.close()

@@ -1,0 +1,592 @@
+"""The dataset store: named, hash-versioned datasets in the competition layout.
+
+    <home>/refs.json                      {"raw": ["<id v1>", "<id v2>"], "rotate": [...]}
+    <home>/versions/<id>/manifest.json    written last; its canonical hash is <id>
+    <home>/versions/<id>/data/<relpath>   the version's own files (competition layout)
+    <home>/staging/<key>/                 versions being built (resumable); never listed
+    <home>/cache/hashes.sqlite            incremental hash cache
+    <home>/lock                           held while a version is committed or refs change
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from filelock import FileLock
+
+from xaug.errors import BadInput, UnknownDataset, XaugError
+from xaug.layout import META_SHEET, PersonMeta, label_relpath_for, parse_annotation_doc, read_meta, write_meta
+from xaug.model import Sample
+from xaug.store.hashing import HashCache, canonical_json, sha256_bytes, sha256_file
+from xaug.store.manifest import item_entry, manifest_id, new_manifest
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+VERSIONED_RE = re.compile(r"^(?P<base>.+)_v(?P<n>\d+)$")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or "") or VERSIONED_RE.match(name):
+        raise BadInput("dataset names are plain identifiers (letters, digits, '_' or '-', starting "
+                       "with a letter, not ending in _v<N>); choose another --name", where=repr(name))
+    return name
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+# ---------------------------------------------------------------- staging (usable in workers)
+
+def _record_path(staging: Path, relpath: str) -> Path:
+    return staging.parent / "records" / (sha256_bytes(relpath.encode())[:32] + ".json")
+
+
+def stage_item(staging: Path, image_relpath: str, image: bytes | Path, label: bytes | None = None, *,
+               person: str, split: str, side: str | None = None, provenance: dict | None = None,
+               meta: dict | None = None, fold: int | None = None) -> dict:
+    """Write one item's files under `staging` atomically, then its record; return the record.
+
+    Pure with respect to the store: safe to call from joblib workers. The record is written last,
+    so an item with a record is complete (a resumed build skips it).
+    """
+    staging = Path(staging)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        image_bytes = bytes(image)
+        _atomic_write(staging / image_relpath, image_bytes)
+        image_info = {"path": image_relpath, "sha256": sha256_bytes(image_bytes), "size": len(image_bytes)}
+    else:
+        _atomic_copy(Path(image), staging / image_relpath)
+        image_info = {"path": image_relpath, "sha256": sha256_file(staging / image_relpath),
+                      "size": (staging / image_relpath).stat().st_size}
+    label_info = None
+    if label is not None:
+        label_rel = label_relpath_for(image_relpath)
+        _atomic_write(staging / label_rel, label)
+        label_info = {"path": label_rel, "sha256": sha256_bytes(label), "size": len(label)}
+    record = item_entry(image_info, label_info, person=person, side=side, split=split, fold=fold,
+                        provenance=provenance or {}, meta=meta or {}, stored_in=None)
+    _atomic_write(_record_path(staging, image_relpath), canonical_json(record))
+    return record
+
+
+# ---------------------------------------------------------------- datasets
+
+class Dataset:
+    """One registered version: its id (manifest hash), name (`raw_v2`) and manifest."""
+
+    def __init__(self, store: "Store", id: str, name: str, manifest: dict[str, Any]):
+        self.store = store
+        self.id = id
+        self.name = name
+        self.manifest = manifest
+        self._persons: dict[str, PersonMeta] | None = None
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, {self.id[:12]})"
+
+    @property
+    def base(self) -> str:
+        m = VERSIONED_RE.match(self.name)
+        return m.group("base") if m else self.name
+
+    @property
+    def version(self) -> int:
+        m = VERSIONED_RE.match(self.name)
+        return int(m.group("n")) if m else 0
+
+    @property
+    def root(self) -> Path:
+        return self.store.version_dir(self.id) / "data"
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return self.manifest["items"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", "?")
+
+    @property
+    def source_id(self) -> str | None:
+        src = self.manifest.get("source")
+        return src["id"] if src else None
+
+    @property
+    def split_info(self) -> dict[str, Any] | None:
+        return self.manifest.get("split")
+
+    @property
+    def val_fold(self) -> int | None:
+        split = self.split_info
+        return split.get("val_fold") if split else None
+
+    def file_path(self, info: dict[str, Any], stored_in: str | None) -> Path:
+        """Absolute path of a file entry's bytes (own, or in the version that stores them)."""
+        holder = stored_in or self.id
+        return self.store.version_dir(holder) / "data" / info["path"]
+
+    def item(self, ref: str) -> dict[str, Any]:
+        """An item by image relpath, file name or stem."""
+        for it in self.items:
+            rel = it["image"]["path"]
+            if ref in (rel, Path(rel).name, Path(rel).stem):
+                return it
+        names = [Path(it["image"]["path"]).stem for it in self.items]
+        close = difflib.get_close_matches(ref, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise BadInput(f"no item {ref!r} in {self.name}{hint}; list them with `xaug show {self.name} --items`")
+
+    def sample(self, it: dict[str, Any], load: bool = True) -> Sample:
+        rel = it["image"]["path"]
+        s = Sample(relpath=rel, image_path=self.file_path(it["image"], it.get("stored_in")),
+                   person=it["person"], split=it["split"], side=it.get("side"),
+                   meta=dict(it.get("meta") or {}), provenance=dict(it.get("provenance") or {}),
+                   fold=it.get("fold"))
+        if load and it.get("label"):
+            path = self.file_path(it["label"], it.get("stored_in"))
+            anns, extra, problems, _ = parse_annotation_doc(path.read_bytes(), str(path))
+            if problems:
+                raise BadInput(problems[0] + f"; run `xaug verify {self.name}`", problems=problems[1:])
+            s.annotations, s.doc_extra = anns, extra
+        return s
+
+    def samples(self, split: str | None = None, role: str | None = None, load: bool = True) -> list[Sample]:
+        """Items as Samples; `role` ('train'/'val') filters the train split by the recorded folds."""
+        if role not in (None, "train", "val"):
+            raise BadInput(f"role must be 'train' or 'val', not {role!r}")
+        val = self.val_fold
+        out = []
+        for it in self.items:
+            if split is not None and it["split"] != split:
+                continue
+            if role is not None:
+                if it["split"] != "train":
+                    continue
+                is_val = val is not None and it.get("fold") == val
+                if (role == "val") != is_val:
+                    continue
+            out.append(self.sample(it, load=load))
+        return out
+
+    @property
+    def persons(self) -> dict[str, PersonMeta]:
+        if self._persons is None:
+            sheet = next((f for f in self.manifest.get("files", []) if f["path"] == META_SHEET), None)
+            self._persons = read_meta(self.file_path(sheet, sheet.get("stored_in"))) if sheet else {}
+        return self._persons
+
+    def all_files(self) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Every (file entry, stored_in) of the version: items' images and labels, sheet."""
+        for f in self.manifest.get("files", []):
+            yield f, f.get("stored_in")
+        for it in self.items:
+            yield it["image"], it.get("stored_in")
+            if it.get("label"):
+                yield it["label"], it.get("stored_in")
+
+    def summary(self) -> dict[str, Any]:
+        splits: dict[str, int] = {}
+        for it in self.items:
+            splits[it["split"]] = splits.get(it["split"], 0) + 1
+        own = sum(1 for it in self.items if not it.get("stored_in"))
+        src = self.manifest.get("source")
+        return {"name": self.name, "id": self.id, "kind": self.kind, "items": len(self.items),
+                "own_items": own, "referenced_items": len(self.items) - own, "splits": splits,
+                "persons": len({it["person"] for it in self.items}),
+                "source": src, "seed": self.manifest.get("seed"),
+                "created": self.manifest.get("info", {}).get("created")}
+
+
+# ---------------------------------------------------------------- the store
+
+class Store:
+    """A workspace folder of named, hash-versioned datasets."""
+
+    def __init__(self, home: Path | str):
+        self.home = Path(home)
+
+    # -- paths and refs
+    def version_dir(self, id: str) -> Path:
+        return self.home / "versions" / id
+
+    @property
+    def _refs_path(self) -> Path:
+        return self.home / "refs.json"
+
+    def _lock(self) -> FileLock:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.home / "lock"), timeout=600)
+
+    def refs(self) -> dict[str, list[str]]:
+        try:
+            return json.loads(self._refs_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _write_refs(self, refs: dict[str, list[str]]) -> None:
+        _atomic_write(self._refs_path, json.dumps(refs, indent=1, sort_keys=True).encode())
+
+    def _load_manifest(self, id: str) -> dict[str, Any]:
+        return json.loads((self.version_dir(id) / "manifest.json").read_text())
+
+    def _dataset(self, base: str, n: int, id: str) -> Dataset:
+        return Dataset(self, id, f"{base}_v{n}", self._load_manifest(id))
+
+    # -- reading
+    def datasets(self) -> list[Dataset]:
+        out = []
+        for base, ids in sorted(self.refs().items()):
+            for n, id in enumerate(ids, 1):
+                out.append(self._dataset(base, n, id))
+        return out
+
+    def names(self) -> list[str]:
+        return [f"{b}_v{n}" for b, ids in sorted(self.refs().items()) for n in range(1, len(ids) + 1)]
+
+    def open(self, ref: str) -> Dataset:
+        """A version by `name` (newest), `name_vN`, or a unique id prefix (4+ hex digits)."""
+        refs = self.refs()
+        m = VERSIONED_RE.match(ref or "")
+        if m and m.group("base") in refs:
+            ids, n = refs[m.group("base")], int(m.group("n"))
+            if 1 <= n <= len(ids):
+                return self._dataset(m.group("base"), n, ids[n - 1])
+        if ref in refs and refs[ref]:
+            return self._dataset(ref, len(refs[ref]), refs[ref][-1])
+        if ref and re.fullmatch(r"[0-9a-f]{4,64}", ref):
+            hits = {(b, n, id) for b, ids in refs.items() for n, id in enumerate(ids, 1) if id.startswith(ref)}
+            if len({h[2] for h in hits}) == 1:
+                b, n, id = sorted(hits)[0]
+                return self._dataset(b, n, id)
+        known = self.names()
+        close = difflib.get_close_matches(ref or "", known + list(refs), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        listing = ", ".join(known) if known else f"none yet in {self.home}; create one with `xaug synth` or `xaug import`"
+        raise UnknownDataset(f"unknown dataset {ref!r}{hint}; known: {listing}")
+
+    def find_plan(self, plan_key: str) -> Dataset | None:
+        for ds in self.datasets():
+            if ds.manifest.get("plan_key") == plan_key:
+                return ds
+        return None
+
+    def lineage(self, ds: Dataset) -> list[Dataset]:
+        """ds, its source, its source's source, ... (by id)."""
+        chain = [ds]
+        seen = {ds.id}
+        while chain[-1].source_id and chain[-1].source_id not in seen:
+            sid = chain[-1].source_id
+            seen.add(sid)
+            chain.append(self.open(sid))
+        return chain
+
+    # -- registering
+    def _register(self, name: str, id: str) -> Dataset:
+        """Under the lock: give `id` the next version of `name`, unless its newest already is it."""
+        refs = self.refs()
+        ids = refs.setdefault(name, [])
+        if id in ids:
+            return self._dataset(name, ids.index(id) + 1, id)
+        ids.append(id)
+        self._write_refs(refs)
+        return self._dataset(name, len(ids), id)
+
+    def _existing(self, name: str, id: str) -> Dataset | None:
+        ids = self.refs().get(name, [])
+        return self._dataset(name, ids.index(id) + 1, id) if id in ids else None
+
+    def _publish(self, stage_root: Path, manifest: dict[str, Any], name: str) -> tuple[Dataset, bool]:
+        """Write the manifest last, move the staged folder into place, register the name."""
+        id = manifest_id(manifest)
+        with self._lock():
+            existing = self._existing(name, id)
+            if existing is not None:
+                shutil.rmtree(stage_root, ignore_errors=True)
+                return existing, False
+            target = self.version_dir(id)
+            if not (target / "manifest.json").is_file():
+                _atomic_write(stage_root / "manifest.json", json.dumps(manifest, indent=1).encode())
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():  # a folder without manifest: an interrupted publish
+                    shutil.rmtree(target)
+                os.replace(stage_root, target)
+                shutil.rmtree(target / "records", ignore_errors=True)
+            else:
+                shutil.rmtree(stage_root, ignore_errors=True)
+            return self._register(name, id), True
+
+    @contextmanager
+    def build(self, name: str, kind: str, plan_key: str, source: Dataset | None = None,
+              spec: dict[str, Any] | None = None, seed: int | None = None) -> Iterator["Builder"]:
+        check_name(name)
+        b = Builder(self, name, kind, plan_key, source, spec or {}, seed)
+        with b._staging_lock:
+            yield b
+
+    # -- import
+    def import_folder(self, path: Path, name: str = "raw", lenient: bool = False, folds: int = 5,
+                      split_seed: int = 0, progress: bool = False) -> tuple[Dataset, bool, dict[str, int]]:
+        """Register a competition-layout folder; nothing is registered if any input is bad.
+
+        Returns (dataset, created, stats) where stats counts files hashed and reused from the cache.
+        """
+        from xaug.layout import scan_layout
+
+        check_name(name)
+        root = Path(path)
+        scan = scan_layout(root, lenient=lenient)
+        problems = list(scan.problems)
+        sheet = root / META_SHEET
+        meta: dict[str, PersonMeta] = {}
+        if sheet.is_file():
+            try:
+                meta = read_meta(sheet)
+            except XaugError as exc:
+                problems += exc.lines()
+        cache = HashCache(self.home / "cache" / "hashes.sqlite")
+        try:
+            files = self._hash_and_check(root, scan, cache, problems, progress)
+        finally:
+            cache.close()
+        if problems:
+            raise BadInput(f"{len(problems)} problem(s) in {root}; nothing was registered",
+                           problems=problems)
+        stats = {"hashed": cache.hashed, "reused": cache.reused}
+        skipped_by_file: dict[str, list[int]] = {}
+        for sk in scan.skipped:
+            skipped_by_file.setdefault(sk["file"], []).append(sk["annotation"])
+        # lenient: labels with skipped annotations are rewritten without them
+        rewritten: dict[str, bytes] = {}
+        for s in scan.samples:
+            lab_rel = label_relpath_for(s.relpath)
+            if lab_rel in skipped_by_file:
+                from xaug.layout import annotation_bytes, annotation_doc
+
+                rewritten[lab_rel] = annotation_bytes(annotation_doc(s.annotations or [], s.doc_extra))
+                files[lab_rel] = (None, sha256_bytes(rewritten[lab_rel]), len(rewritten[lab_rel]))
+        train_persons = [s.person for s in scan.samples if s.split == "train"]
+        split = person_folds_for(train_persons, meta, folds, split_seed)
+        items = []
+        for s in scan.samples:
+            lab_rel = label_relpath_for(s.relpath)
+            img = files[s.relpath]
+            image_info = {"path": s.relpath, "sha256": img[1], "size": img[2]}
+            label_info = None
+            if lab_rel in files:
+                label_info = {"path": lab_rel, "sha256": files[lab_rel][1], "size": files[lab_rel][2]}
+            fold = split["folds"].get(s.person) if s.split == "train" else None
+            items.append(item_entry(image_info, label_info, person=s.person, side=s.side, split=s.split,
+                                    fold=fold, provenance={}, meta={}, stored_in=None))
+        extra_files = []
+        if META_SHEET in files:
+            extra_files.append({"path": META_SHEET, "sha256": files[META_SHEET][1], "size": files[META_SHEET][2]})
+        manifest = new_manifest(kind="import", items=items, files=extra_files, source=None,
+                                spec={"op": "import", "lenient": lenient, "folds": folds}, seed=split_seed,
+                                plan_key=None, split=split, skipped=scan.skipped, name=name)
+        id = manifest_id(manifest)
+        existing = self._existing(name, id)
+        if existing is not None:
+            return existing, False, stats
+        stage_root = self.home / "staging" / f"import-{id[:32]}"
+        with FileLock(str(stage_root) + ".lock", timeout=600):
+            for rel, (src, _, _) in _progress(sorted(files.items()), progress, "copying"):
+                dst = stage_root / "data" / rel
+                if dst.exists():
+                    continue  # copied by an earlier, interrupted run
+                if src is None:
+                    _atomic_write(dst, rewritten[rel])
+                else:
+                    _atomic_copy(src, dst)
+            ds, created = self._publish(stage_root, manifest, name)
+        return ds, created, stats
+
+    def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str],
+                        progress: bool) -> dict[str, tuple[Path | None, str, int]]:
+        """Hash every file (cached when unchanged) and decode-check new images, in threads."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from xaug.layout import read_image
+
+        paths: list[tuple[str, Path, bool]] = [(s.relpath, s.image_path, True) for s in scan.samples]
+        paths += [(label_relpath_for(rel), p, False) for rel, p in scan.label_files.items()]
+        if (root / META_SHEET).is_file():
+            paths.append((META_SHEET, (root / META_SHEET).resolve(), False))
+
+        def one(entry):
+            rel, p, is_image = entry
+            sha, size, cached = cache.digest(p)
+            if is_image and not cached:  # an image seen unchanged before was checked then
+                try:
+                    read_image(p)
+                except BadInput:
+                    return rel, p, sha, size, f"{rel}: not a readable PNG image; replace or remove the file"
+            return rel, p, sha, size, None
+
+        out: dict[str, tuple[Path | None, str, int]] = {}
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            for rel, p, sha, size, problem in _progress(pool.map(one, paths), progress, "hashing",
+                                                        total=len(paths)):
+                if problem:
+                    problems.append(problem)
+                out[rel] = (p, sha, size)
+        return out
+
+    # -- verify and export
+    def verify(self, ref: str) -> list[str]:
+        """Re-hash every file of a version: one line per missing, changed or extra file."""
+        ds = self.open(ref)
+        problems: list[str] = []
+        if manifest_id(ds.manifest) != ds.id:
+            problems.append(f"manifest: content does not match its id {ds.id[:12]}")
+        expected: set[Path] = set()
+        for info, stored_in in ds.all_files():
+            p = ds.file_path(info, stored_in)
+            if not stored_in:
+                expected.add(p)
+            if not p.is_file():
+                problems.append(f"missing: {info['path']}" + (f" (stored in {stored_in[:12]})" if stored_in else ""))
+            elif p.stat().st_size != info["size"] or sha256_file(p) != info["sha256"]:
+                problems.append(f"changed: {info['path']}")
+        if ds.root.is_dir():
+            for p in sorted(ds.root.rglob("*")):
+                if p.is_file() and p not in expected:
+                    problems.append(f"extra: {p.relative_to(ds.root).as_posix()}")
+        return problems
+
+    def export(self, ref: str, out_dir: Path, progress: bool = False) -> tuple[Dataset, int]:
+        """Materialise a version as a plain competition-layout folder (atomically)."""
+        ds = self.open(ref)
+        out_dir = Path(out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise BadInput("folder exists and is not empty; choose a new folder", where=str(out_dir))
+        tmp = out_dir.with_name(f".{out_dir.name}.xaug-export")
+        shutil.rmtree(tmp, ignore_errors=True)
+        n = 0
+        entries = list(ds.all_files())
+        for info, stored_in in _progress(entries, progress, "exporting"):
+            src = ds.file_path(info, stored_in)
+            if not src.is_file():
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BadInput(f"file missing from the store; run `xaug verify {ds.name}`", where=info["path"])
+            dst = tmp / info["path"]
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            n += 1
+        if out_dir.exists():
+            out_dir.rmdir()
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out_dir)
+        return ds, n
+
+
+def person_folds_for(persons: list[str], meta: dict[str, PersonMeta], k: int, seed: int) -> dict[str, Any]:
+    from xaug.store.splits import person_folds
+
+    return person_folds(persons, meta, k=k, seed=seed)
+
+
+def _progress(iterable: Iterable, enabled: bool, what: str, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=what, total=total, unit="file", leave=False, disable=None)
+
+
+# ---------------------------------------------------------------- building derived versions
+
+class Builder:
+    """Builds one version in a staging folder keyed by the plan; commit() publishes it atomically."""
+
+    def __init__(self, store: Store, name: str, kind: str, plan_key: str, source: Dataset | None,
+                 spec: dict[str, Any], seed: int | None):
+        if not re.fullmatch(r"[0-9A-Za-z_-]{8,128}", plan_key or ""):
+            raise XaugError(f"plan key must be 8-128 characters of [0-9A-Za-z_-], got {plan_key!r}")
+        self.store, self.name, self.kind, self.plan_key = store, name, kind, plan_key
+        self.source, self.spec, self.seed = source, spec, seed
+        self.stage_root = store.home / "staging" / plan_key
+        self.staging = self.stage_root / "data"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._staging_lock = FileLock(str(self.stage_root) + ".lock", timeout=3600)
+        self._refs: dict[str, dict[str, Any]] = {}
+        self._persons: dict[str, PersonMeta] | None = None
+        self.created = False
+        self.dataset: Dataset | None = None
+        self.folds, self.split_seed = 5, 0  # used when there is no source to inherit a split from
+
+    def has_item(self, image_relpath: str) -> bool:
+        return _record_path(self.staging, image_relpath).is_file()
+
+    def add_item(self, image_relpath: str, image: bytes | Path, label: bytes | None = None, **fields) -> dict:
+        return stage_item(self.staging, image_relpath, image, label, **fields)
+
+    def adopt(self, record: dict) -> None:
+        """Accept a record returned by stage_item in a worker (already on disk: nothing to do)."""
+        if not self.has_item(record["image"]["path"]):
+            raise XaugError(f"staged item {record['image']['path']} has no record on disk")
+
+    def reference(self, sample_or_item: Sample | dict[str, Any]) -> None:
+        """Include an item of the source version without copying its bytes."""
+        if self.source is None:
+            raise XaugError("reference() needs a source dataset")
+        rel = sample_or_item.relpath if isinstance(sample_or_item, Sample) else sample_or_item["image"]["path"]
+        it = self.source.item(rel)
+        entry = dict(it)
+        entry["stored_in"] = it.get("stored_in") or self.source.id
+        self._refs[rel] = entry
+
+    def set_persons(self, persons: dict[str, PersonMeta]) -> None:
+        self._persons = dict(persons)
+
+    def _records(self) -> list[dict[str, Any]]:
+        rec_dir = self.stage_root / "records"
+        if not rec_dir.is_dir():
+            return []
+        return [json.loads(p.read_bytes()) for p in sorted(rec_dir.glob("*.json"))]
+
+    def commit(self) -> Dataset:
+        items = {r["image"]["path"]: r for r in self._records()}
+        for rel, entry in self._refs.items():
+            if rel in items:
+                raise XaugError(f"item {rel} is both referenced and written; outputs need new names")
+            items[rel] = entry
+        files = []
+        if self._persons is not None:
+            persons = {p: m for p, m in self._persons.items() if any(it["person"] == p for it in items.values())}
+            sheet = self.staging / META_SHEET
+            write_meta(sheet, persons.values())
+            files.append({"path": META_SHEET, "sha256": sha256_file(sheet), "size": sheet.stat().st_size})
+        if self.source is not None:
+            split = self.source.split_info
+        else:  # a source dataset (e.g. synthetic): record its own person-grouped k-fold split
+            train_persons = [it["person"] for it in items.values() if it["split"] == "train"]
+            split = person_folds_for(train_persons, self._persons or {}, self.folds, self.split_seed)
+            for it in items.values():
+                it["fold"] = split["folds"].get(it["person"]) if it["split"] == "train" else None
+        source = {"id": self.source.id, "name": self.source.name} if self.source is not None else None
+        manifest = new_manifest(kind=self.kind, items=list(items.values()), files=files, source=source,
+                                spec=self.spec, seed=self.seed, plan_key=self.plan_key, split=split,
+                                skipped=[], name=self.name)
+        self.dataset, self.created = self.store._publish(self.stage_root, manifest, self.name)
+        return self.dataset
+
+
