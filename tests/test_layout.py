@@ -1,0 +1,128 @@
+"""The competition layout and meta_data.xlsx: parsing, writing, quirks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import openpyxl
+import pytest
+
+from _layout import first_label, make_layout
+from xaug.layout import (PersonMeta, annotation_bytes, annotation_doc, clean_text, encode_png,
+                         parse_annotation_doc, parse_sex, person_id, read_image, read_meta, scan_layout,
+                         side_from_stem, write_meta)
+from xaug.errors import BadInput
+
+
+def test_scan_pairs_images_and_labels(tmp_path):
+    root = make_layout(tmp_path / "d", persons=3, test_persons=2)
+    scan = scan_layout(root)
+    assert scan.problems == []
+    train = [s for s in scan.samples if s.split == "train"]
+    test = [s for s in scan.samples if s.split == "test"]
+    assert len(train) == 6 and len(test) == 2
+    assert all(len(s.annotations) == 29 for s in train)
+    assert all(s.annotations is None for s in test)
+    assert {s.side for s in train} == {"R", "L"} and {s.side for s in test} == {None}
+    assert train[0].person == "ID001"
+
+
+def test_annotation_round_trip_keeps_unknown_keys(tmp_path):
+    root = make_layout(tmp_path / "d", persons=1)
+    lab = first_label(root)
+    raw = json.loads(lab.read_text())
+    raw["annotations"][0]["attributes"] = {"note": "keep me"}
+    raw["something_new"] = [1, 2]
+    anns, extra, problems, _ = parse_annotation_doc(json.dumps(raw).encode(), "x.json")
+    assert problems == []
+    doc = annotation_doc(anns, extra)
+    again, extra2, _, _ = parse_annotation_doc(annotation_bytes(doc), "y.json")
+    assert again == anns
+    assert extra2 == extra and extra2["something_new"] == [1, 2]
+    assert doc["annotations"][0]["attributes"] == {"note": "keep me"}
+    assert doc["annotations"][0]["id"] == raw["annotations"][0]["id"]
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda a: a.update(points=[[0, 0], [5, 5]]), r"annotation 0: label finger-1: polygon has 2 points, need at least 3"),
+    (lambda a: a.update(label="finger-30"), r"annotation 0: unknown label 'finger-30'"),
+    (lambda a: a.update(points="nope"), r"annotation 0: label finger-1: 'points' must be a list"),
+])
+def test_bad_annotations_are_named(mutate, match):
+    doc = {"annotations": [{"label": "finger-1", "points": [[0, 0], [5, 0], [5, 5]]}]}
+    mutate(doc["annotations"][0])
+    anns, _, problems, _ = parse_annotation_doc(json.dumps(doc).encode(), "f.json")
+    assert anns == [] and len(problems) == 1
+    assert problems[0].startswith("f.json: ")
+    import re
+    assert re.search(match, problems[0])
+    # lenient: skipped, not a problem
+    anns, _, problems, skipped = parse_annotation_doc(json.dumps(doc).encode(), "f.json", lenient=True)
+    assert problems == [] and skipped[0]["annotation"] == 0
+
+
+def test_unparsable_json_is_named():
+    _, _, problems, _ = parse_annotation_doc(b"{not json", "broken.json")
+    assert problems and problems[0].startswith("broken.json: not valid JSON")
+
+
+def test_read_image_rejects_corrupt_png(tmp_path):
+    p = tmp_path / "bad.png"
+    p.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(BadInput, match="bad.png.*not a readable PNG"):
+        try:
+            read_image(p)
+        except BadInput as exc:
+            raise BadInput(exc.lines()[0]) from None
+
+
+def test_png_encode_is_lossless_for_gray_and_color():
+    rng = np.random.default_rng(0)
+    for shape in [(20, 30), (20, 30, 3)]:
+        img = rng.integers(0, 255, shape, dtype=np.uint8)
+        import cv2
+        back = cv2.imdecode(np.frombuffer(encode_png(img), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(back, img)
+
+
+def test_side_from_stem():
+    assert side_from_stem("image1_R") == "R" and side_from_stem("image1_L") == "L"
+    assert side_from_stem("image1661144206667") is None
+
+
+def test_meta_sheet_quirks_as_in_the_real_file(tmp_path):
+    """The real sheet: '_x0008_여' and ' 여' sex cells, '001' IDs, a notes column, empty trailing columns."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["ID", "나이", "성별", "체중(몸무게)", "키(신장)", None, None, None])
+    ws.append(["001", 30.0, "_x0008_여", 51.5, 160.0, "네일있음", None, None])
+    ws.append(["002", 41.0, " 남", 70.0, 175.5, None, None, None])
+    ws.append(["003", 25.0, "여", None, 158.0, "has nail art", None, None])
+    ws.append([None, None, None, None, None, None, None, None])
+    path = tmp_path / "meta_data.xlsx"
+    wb.save(path)
+    meta = read_meta(path)
+    assert list(meta) == ["ID001", "ID002", "ID003"]
+    assert meta["ID001"] == PersonMeta("ID001", 30.0, "F", 51.5, 160.0, "네일있음")
+    assert meta["ID002"].sex == "M" and meta["ID002"].height == 175.5
+    assert meta["ID003"].weight is None and meta["ID003"].note == "has nail art"
+
+
+def test_meta_sheet_write_read_round_trip_and_is_deterministic(tmp_path):
+    people = [PersonMeta(f"ID{i:03d}", 20.0 + i, "MF"[i % 2], 60.0, 170.0, "네일있음" if i == 3 else None)
+              for i in range(1, 9)]
+    a, b = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
+    write_meta(a, people)
+    write_meta(b, reversed(people))
+    assert a.read_bytes() == b.read_bytes()
+    assert list(read_meta(a).values()) == people
+    raw = [r[2] for r in openpyxl.load_workbook(a).active.iter_rows(min_row=2, values_only=True)]
+    assert any(str(v).startswith("_x0008_") for v in raw) and any(str(v).startswith(" ") for v in raw)
+    header = next(openpyxl.load_workbook(a).active.iter_rows(max_row=1, values_only=True))
+    assert header[:5] == ("ID", "나이", "성별", "체중(몸무게)", "키(신장)") and header[5] is None
+
+
+def test_cleaning_helpers():
+    assert clean_text("_x0008_여 ") == "여" and parse_sex("\x08여") == "F" and parse_sex(" 남") == "M"
+    assert parse_sex("?") is None and person_id("001") == "ID001" and person_id(7.0) == "ID007"
+    assert person_id("ID012") == "ID012" and person_id("abc") is None
