@@ -1,0 +1,148 @@
+"""The U-Net, the loss, data, the training loop (steps, checkpoints, resume) and inference."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _trainer_data import make_samples
+from trainer.config import TrainConfig
+from trainer.data import EpochSampler, OnlineAug, TrainSet, scaled_masks
+from trainer.inference import predict_dataset
+from trainer.loop import lr_factor, make_optimizer, read_metrics, train, train_step
+from trainer.losses import BCEDiceLoss, soft_dice_loss
+from trainer.model import UNet, count_parameters
+from xaug.errors import XaugError
+from xaug.raster import class_masks
+
+TINY = dict(size=64, batch=2, width=8, depth=3, epochs=1, workers=0, lr=3e-3, warmup_epochs=0.5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", "none"])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_unet_shapes(norm, depth):
+    net = UNet(width=4, depth=depth, norm=norm)
+    assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 29, 32, 32)
+
+
+def test_unet_width_changes_parameters():
+    assert count_parameters(UNet(width=8, depth=3)) > count_parameters(UNet(width=4, depth=3))
+
+
+def test_size_must_divide_by_two_to_the_depth():
+    with pytest.raises(XaugError, match="multiple of 2\\*\\*depth"):
+        TrainConfig(size=100, depth=5)
+
+
+def test_soft_dice_perfect_and_wrong():
+    t = torch.zeros(1, 2, 8, 8)
+    t[:, :, :4] = 1
+    assert float(soft_dice_loss(t * 40 - 20, t)) < 1e-3
+    assert float(soft_dice_loss(20 - t * 40, t)) > 0.9
+
+
+def test_two_training_steps_lower_the_loss(tmp_path):
+    samples = make_samples(tmp_path, n=2)
+    ds = TrainSet(samples, 64, aug=None)
+    x = torch.stack([ds[i][0] for i in range(2)])
+    y = torch.stack([ds[i][1] for i in range(2)])
+    torch.manual_seed(0)
+    model = UNet(width=8, depth=3)
+    opt = make_optimizer(model, TrainConfig(**TINY))
+    crit = BCEDiceLoss()
+    dev = torch.device("cpu")
+    losses = [float(train_step(model, x, y, opt, crit, dev)) for _ in range(3)]
+    assert losses[2] < losses[0]
+
+
+def test_lr_schedule_warmup_then_decay():
+    f = [lr_factor(s, 100, 10, "cosine", 0.01) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:])) and f[-1] < 0.02
+    p = [lr_factor(s, 100, 0, "poly", 0.0) for s in range(100)]
+    assert p[0] == 1.0 and p[-1] < 0.1
+
+
+def test_targets_scale_polygons_to_training_size(tmp_path):
+    s = make_samples(tmp_path, n=1, size=64)[0]
+    small = scaled_masks(s, (64, 64), 32)
+    full = class_masks(s.annotations, (64, 64))
+    assert small.shape == (29, 32, 32)
+    # areas scale by about 1/4
+    assert abs(small.sum() * 4 - full.sum()) < 0.2 * full.sum()
+
+
+def test_augmentation_is_keyed_by_seed_epoch_index(tmp_path):
+    samples = make_samples(tmp_path, n=3)
+    a = TrainSet(samples, 64, OnlineAug(hflip=0.5, clahe=0.5), seed=1)
+    b = TrainSet(samples, 64, OnlineAug(hflip=0.5, clahe=0.5), seed=1, cache=False)
+    for key in [(0, 2), (3, 1), (0, 2)]:
+        xa, ya = a[key]
+        xb, yb = b[key]
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert ya.dtype == torch.uint8 and set(torch.unique(ya).tolist()) <= {0, 1}
+    s = EpochSampler(5, seed=3)
+    s.set_epoch(1)
+    first = list(s)
+    s.set_epoch(1)
+    assert list(s) == first and sorted(i for _, i in first) == list(range(5))
+
+
+def test_hflip_flips_image_and_mask_together(tmp_path):
+    samples = make_samples(tmp_path, n=1)
+    plain = TrainSet(samples, 64, aug=None)[0]
+    flip = TrainSet(samples, 64, OnlineAug(0, 0, 0, 0, hflip=1.0))[0]
+    assert torch.equal(flip[0], plain[0].flip(-1)) and torch.equal(flip[1], plain[1].flip(-1))
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_train_writes_run_folder_and_resume_reproduces(tmp_path):
+    samples = make_samples(tmp_path / "data", n=6)
+    train_s, val_s = samples[:4], samples[4:]
+    cfg = TrainConfig(**{**TINY, "epochs": 2})
+    full = train(cfg, train_s, val_s, tmp_path / "full", device="cpu", progress=False)
+    assert full.epochs_done == 2 and full.best_dice is not None
+    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "val_dice.csv", "val_images.csv", "curve.png"):
+        assert (tmp_path / "full" / name).exists(), name
+    ckpt = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["size"] == 64
+
+    class Killed(Exception):
+        pass
+
+    def kill(row):
+        if row["epoch"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, train_s, val_s, tmp_path / "cut", device="cpu", progress=False, on_epoch_end=kill)
+    with pytest.raises(XaugError, match="--resume"):
+        train(cfg, train_s, val_s, tmp_path / "cut", device="cpu", progress=False)
+    resumed = train(cfg, train_s, val_s, tmp_path / "cut", device="cpu", progress=False, resume=True)
+    wa, wb = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("train_seconds", "images_per_s")} for r in rows]
+    assert strip(read_metrics(tmp_path / "full")) == strip(read_metrics(tmp_path / "cut"))
+    assert resumed.best_dice == full.best_dice
+    # a finished run resumes as a no-op; different settings are refused
+    again = train(cfg, train_s, val_s, tmp_path / "cut", device="cpu", progress=False, resume=True)
+    assert again.epochs_done == 2
+    with pytest.raises(XaugError, match="different settings \\(lr\\)"):
+        train(cfg.replace(lr=1.0), train_s, val_s, tmp_path / "cut", device="cpu", progress=False, resume=True)
+
+
+def test_predict_dataset_returns_original_resolution(tmp_path):
+    samples = make_samples(tmp_path / "data", n=3, size=64)
+    train(TrainConfig(**TINY), samples[:2], samples[2:], tmp_path / "run", device="cpu", progress=False)
+    big = make_samples(tmp_path / "big", n=1, size=96, split="test")
+    out = list(predict_dataset(tmp_path / "run", big, device="cpu", tta="hflip", workers=0))
+    assert len(out) == 1
+    sample, masks = out[0]
+    assert sample is big[0] and masks.shape == (29, 96, 96) and masks.dtype == bool
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["width"] == 8 and "environment" in cfg

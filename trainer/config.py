@@ -1,0 +1,74 @@
+"""The resolved training configuration: every knob in one place, written to the run folder."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from trainer.data import OnlineAug
+from xaug.errors import XaugError
+
+
+@dataclass
+class TrainConfig:
+    size: int = 512            # training input side (images resized, polygons scaled)
+    batch: int = 8
+    epochs: int = 30
+    lr: float = 2e-3           # AdamW peak learning rate
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0  # linear warm-up, then `schedule` decay to lr * min_lr_ratio
+    schedule: str = "cosine"   # cosine | poly
+    min_lr_ratio: float = 0.01
+    width: int = 32            # U-Net channels at full resolution
+    depth: int = 5             # poolings
+    norm: str = "batch"        # batch | group | instance | none
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    aug: OnlineAug = field(default_factory=OnlineAug)
+    seed: int = 0
+    workers: int | None = None  # DataLoader workers (None: cores - 1, at most 8)
+    cache: bool = True         # keep resized training images in memory
+    compile: bool = False      # torch.compile on CUDA
+    val_every: int = 1         # validate every N epochs (and after the last)
+    val_limit: int | None = None  # score at most N validation images (None: all)
+    val_batch: int = 4
+    # filled in by the trainer: what the run trains and validates on
+    dataset: str = ""
+    dataset_id: str = ""
+    val_dataset: str = ""
+    val_id: str = ""
+    train_images: int = 0
+    val_images: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.aug, dict):
+            self.aug = OnlineAug(**self.aug)
+        if self.schedule not in ("cosine", "poly"):
+            raise XaugError(f"unknown schedule {self.schedule!r}; known: cosine, poly", where="schedule")
+        if self.size % (2 ** self.depth):
+            raise XaugError(f"size {self.size} must be a multiple of 2**depth = {2 ** self.depth}",
+                            where="--size")
+        for name in ("size", "batch", "epochs", "width", "depth"):
+            if getattr(self, name) < 1:
+                raise XaugError(f"{name} must be >= 1", where=f"--{name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise XaugError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                            where="config")
+        return cls(**data)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    # what must match for --resume to continue the same run
+    def identity(self) -> dict[str, Any]:
+        d = self.to_dict()
+        for k in ("workers", "val_every", "val_limit", "val_batch", "compile"):
+            d.pop(k)
+        return d

@@ -1,0 +1,130 @@
+"""Loading a run's model and predicting at the original resolution.
+
+`predict_dataset(run_dir, samples)` yields `(Sample, bool (29, H, W))` per image: logits at the
+training size are upsampled bilinearly to the image's own size and thresholded at sigmoid 0.5.
+
+    for sample, masks in predict_dataset("runs/baseline", ds.samples(split="test")):
+        ...
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from trainer.data import EvalItem, EvalSet, collate_eval
+from trainer.metrics import upsample_threshold, unpack_masks
+from trainer.model import build_model
+from xaug.errors import XaugError
+from xaug.model import Sample
+
+TTA = (None, "hflip")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise XaugError("CUDA is not available on this machine; use --device cpu or auto", where="--device")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise XaugError(f"unknown device {device!r}; use auto, cpu or cuda", where="--device")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain float32 on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def default_workers() -> int:
+    return min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).exists():
+            return run_dir / name
+    raise XaugError("no checkpoint (best.pt or last.pt) in the run folder; train it first with "
+                    "`xaug train`", where=str(run_dir))
+
+
+def load_model(run_dir: Path, device: str | torch.device = "auto", which: str | None = None):
+    """(model in eval mode on `device`, the run's config dict) from best.pt (else last.pt)."""
+    dev = resolve_device(device)
+    path = Path(run_dir) / which if which else checkpoint_path(Path(run_dir))
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = ckpt["config"]
+    model = build_model(width=cfg["width"], depth=cfg["depth"], norm=cfg["norm"])
+    model.load_state_dict(ckpt["model"])
+    model.to(dev).eval()
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model, cfg
+
+
+def forward_logits(model: torch.nn.Module, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+    """Logits (B, 29, h, w) in float32; `tta="hflip"` averages with the flipped image's logits."""
+    if tta not in TTA:
+        raise XaugError(f"unknown TTA {tta!r}; known: hflip", where="--tta")
+    dev = next(model.parameters()).device
+    if dev.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), autocast(dev):
+        logits = model(x).float()
+        if tta == "hflip":
+            logits = 0.5 * (logits + model(torch.flip(x, dims=[-1])).float().flip(dims=[-1]))
+    return logits
+
+
+def iter_logits(model: torch.nn.Module, samples: Sequence[Sample], size: int, *, with_gt: bool,
+                tta: str | None = None, batch: int = 4, workers: int | None = None
+                ) -> Iterator[tuple[EvalItem, torch.Tensor]]:
+    """(EvalItem, logits (29, size, size) on the model's device) per sample, in order."""
+    dev = next(model.parameters()).device
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(EvalSet(samples, size, with_gt=with_gt), batch_size=batch, shuffle=False,
+                        num_workers=workers, collate_fn=collate_eval, pin_memory=False,
+                        persistent_workers=False, prefetch_factor=2 if workers else None)
+    for items in loader:
+        x = torch.stack([it.image for it in items]).to(dev, non_blocking=True)
+        logits = forward_logits(model, x, tta)
+        for it, lg in zip(items, logits):
+            yield it, lg
+
+
+def iter_predictions(model, samples: Sequence[Sample], size: int, *, with_gt: bool = False,
+                     tta: str | None = None, batch: int = 4, workers: int | None = None):
+    """(Sample, pred bool (29,H,W) tensor on device, gt bool tensor on device or None)."""
+    dev = next(model.parameters()).device
+    for it, lg in iter_logits(model, samples, size, with_gt=with_gt, tta=tta, batch=batch, workers=workers):
+        pred = upsample_threshold(lg, it.shape)
+        gt = unpack_masks(it.gt_packed, it.shape[1], dev) if it.gt_packed is not None else None
+        yield samples[it.index], pred, gt
+
+
+def predict_dataset(run_dir: Path | str, samples: Sequence[Sample], device: str = "auto",
+                    tta: str | None = None, batch: int = 4, workers: int | None = None
+                    ) -> Iterator[tuple[Sample, np.ndarray]]:
+    """Yield (Sample, bool ndarray (29, H, W)) at each image's original resolution."""
+    model, cfg = load_model(Path(run_dir), device)
+    samples = list(samples)
+    for sample, pred, _ in iter_predictions(model, samples, cfg["size"], tta=tta, batch=batch, workers=workers):
+        yield sample, pred.cpu().numpy()
+
+
+def run_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise XaugError("not a run folder (no config.json); train one with `xaug train`", where=str(run_dir))
+    return json.loads(path.read_text())

@@ -1,0 +1,282 @@
+"""The training loop: AdamW with linear warm-up and cosine/poly decay, BCE + soft Dice, bf16
+autocast + channels_last (+ optional torch.compile) on CUDA and float32 on CPU, validation with
+the competition Dice at the original resolution, metrics.jsonl, best/last checkpoints, resume.
+
+Checkpoints hold only tensors, numbers, strings and dicts, so `torch.load(path,
+weights_only=True)` reads them. Epochs are the unit of resume: a killed run continues from the
+last finished epoch and, on CPU, ends with the same weights as an uninterrupted one (data order
+and augmentation are keyed by (seed, epoch, index), not by process state).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from trainer.config import TrainConfig
+from trainer.data import EpochSampler, TrainSet
+from trainer.inference import autocast, default_workers, iter_predictions, resolve_device
+from trainer.losses import BCEDiceLoss
+from trainer.metrics import DiceTable, dice_per_class_torch
+from trainer.model import build_model, count_parameters
+from xaug.errors import XaugError
+from xaug.model import Sample
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs_done: int
+    best_epoch: int | None
+    best_dice: float | None
+    last_dice: float | None
+    per_class: dict[str, float] = field(default_factory=dict)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str = "cosine", min_ratio: float = 0.01) -> float:
+    """Multiplier of the peak LR at `step` (0-based): linear warm-up, then cosine or poly(0.9)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    decay = 0.5 * (1 + math.cos(math.pi * t)) if schedule == "cosine" else (1 - t) ** 0.9
+    return min_ratio + (1 - min_ratio) * decay
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on norms and biases
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def train_step(model, x, y, optimizer, criterion, device: torch.device) -> torch.Tensor:
+    """One optimisation step; returns the (detached) loss."""
+    with autocast(device):
+        logits = model(x)
+    loss = criterion(logits.float(), y.float())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def validate(model, samples: Sequence[Sample], cfg: TrainConfig, progress: bool = True,
+             desc: str = "validate", tta: str | None = None, workers: int | None = None) -> DiceTable:
+    """Competition Dice of `model` on labelled samples at their original resolution."""
+    table = DiceTable()
+    model.eval()
+    bar = tqdm(total=len(samples), desc=desc, disable=not progress, leave=False, file=sys.stderr)
+    for sample, pred, gt in iter_predictions(model, samples, cfg.size, with_gt=True, tta=tta,
+                                             batch=cfg.val_batch, workers=workers):
+        table.add(sample.name, dice_per_class_torch(pred, gt).cpu().numpy())
+        bar.update(1)
+        bar.set_postfix(dice=f"{table.mean():.4f}")
+    bar.close()
+    return table
+
+
+def _save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # a kill never leaves a half-written checkpoint
+
+
+def _environment(device: torch.device) -> dict:
+    import xaug
+
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "numpy": np.__version__, "xaug": getattr(xaug, "__version__", "?"), "device": str(device)}
+    try:
+        import albumentations
+
+        env["albumentations"] = albumentations.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(run_dir: Path) -> Path:
+    """training-curve PNG (loss and validation Dice per epoch) from metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([r["epoch"] for r in rows], [r["loss"] for r in rows], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss", color="tab:blue")
+    val = [r for r in rows if r.get("val_dice") is not None]
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot([r["epoch"] for r in val], [r["val_dice"] for r in val], "s-", color="tab:red", label="val Dice")
+        ax2.set_ylabel("val Dice", color="tab:red")
+    ax.set_title(Path(run_dir).name)
+    fig.tight_layout()
+    out = Path(run_dir) / "curve.png"
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _load_resume(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    saved = TrainConfig.from_dict(ckpt["config"])
+    mine, theirs = cfg.identity(), saved.identity()
+    diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if diff:
+        raise XaugError(f"--resume with different settings ({', '.join(diff)}) than the stored run; "
+                        "use the same options or another --run", where=str(run_dir))
+    return ckpt
+
+
+def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
+          run_dir: Path | str, *, device: str | torch.device = "auto", resume: bool = False,
+          progress: bool = True, on_epoch_end: Callable[[dict], None] | None = None) -> RunResult:
+    """Train a U-Net on `train_samples`, validating on `val_samples`; everything goes to `run_dir`.
+
+    With `resume`, continues from `run_dir/last.pt` (a finished run returns at once).
+    """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    if not train_samples:
+        raise XaugError("no training images", where=cfg.dataset or "dataset")
+    if (run_dir / "last.pt").exists() and not resume:
+        raise XaugError("run folder already holds a run; pass --resume to continue it or choose "
+                        "another --run", where=str(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = _load_resume(run_dir, cfg) if resume else None
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)  # only for libraries that still use it; xaug never does
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = build_model(width=cfg.width, depth=cfg.depth, norm=cfg.norm).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    criterion = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight)
+
+    start_epoch, step, best, best_epoch = 0, 0, -1.0, None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+        best = float(ckpt["best_dice"])
+        best_epoch = int(ckpt["best_epoch"]) if ckpt["best_epoch"] >= 0 else None
+        torch.set_rng_state(ckpt["torch_rng"])
+        rows = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        (run_dir / "metrics.jsonl").write_text("")
+    (run_dir / "config.json").write_text(json.dumps(
+        {**cfg.to_dict(), "parameters": count_parameters(model), "environment": _environment(dev)},
+        indent=2) + "\n")
+    if start_epoch >= cfg.epochs:
+        return _result(run_dir, start_epoch, best, best_epoch)
+
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    dataset = TrainSet(train_samples, cfg.size, cfg.aug, seed=cfg.seed, cache=cfg.cache, jobs=max(1, workers))
+    sampler = EpochSampler(len(dataset), cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch, sampler=sampler, num_workers=workers,
+                        drop_last=len(dataset) > cfg.batch, pin_memory=dev.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    step_model = torch.compile(model) if cfg.compile and dev.type == "cuda" else model
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, n_batches, seen = torch.zeros((), device=dev), 0, 0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False, file=sys.stderr)
+        for x, y in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, total, warmup, cfg.schedule, cfg.min_lr_ratio)
+            x = x.to(dev, non_blocking=True)
+            y = y.to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss_sum += train_step(step_model, x, y, optimizer, criterion, dev)
+            n_batches += 1
+            seen += x.shape[0]
+            step += 1
+            bar.update(1)
+            if n_batches % 10 == 0 or n_batches == steps_per_epoch:
+                bar.set_postfix(loss=f"{loss_sum.item() / n_batches:.4f}")
+        bar.close()
+        train_seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "step": step, "loss": loss_sum.item() / max(1, n_batches),
+               "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
+               "images_per_s": round(seen / max(train_seconds, 1e-9), 2), "val_dice": None}
+        last_epoch = epoch + 1 == cfg.epochs
+        table = None
+        if val_samples and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
+            subset = list(val_samples)[: cfg.val_limit] if cfg.val_limit else list(val_samples)
+            table = validate(model, subset, cfg, progress, desc=f"validate {epoch + 1}", workers=workers)
+            row["val_dice"] = table.mean()
+            row["val_per_class"] = [round(float(d), 6) for d in table.per_class()]
+        improved = table is not None and table.mean() > best
+        if improved or (not val_samples and last_epoch):
+            best, best_epoch = (table.mean() if table is not None else -1.0), epoch + 1
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                 "step": step, "best_dice": float(best), "best_epoch": best_epoch if best_epoch else -1,
+                 "torch_rng": torch.get_rng_state(), "config": cfg.to_dict()}
+        _save(state, run_dir / "last.pt")
+        if improved or (not val_samples and last_epoch):
+            _save({"model": model.state_dict(), "epoch": epoch + 1, "best_dice": float(best),
+                   "config": cfg.to_dict()}, run_dir / "best.pt")
+            if table is not None:
+                table.write_class_csv(run_dir / "val_dice.csv")
+                table.write_image_csv(run_dir / "val_images.csv")
+        with open(run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        plot_curves(run_dir)
+        if progress:
+            val_txt = f" val Dice {row['val_dice']:.4f}" if row["val_dice"] is not None else ""
+            print(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']:.4f}{val_txt} "
+                  f"({row['images_per_s']:.1f} img/s)", file=sys.stderr)
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+    return _result(run_dir, cfg.epochs, best, best_epoch)
+
+
+def _result(run_dir: Path, epochs_done: int, best: float, best_epoch: int | None) -> RunResult:
+    rows = read_metrics(run_dir)
+    last = next((r["val_dice"] for r in reversed(rows) if r.get("val_dice") is not None), None)
+    per_class = {}
+    if (run_dir / "val_dice.csv").exists():
+        from trainer.metrics import read_class_csv
+
+        per_class = {k: v for k, v in read_class_csv(run_dir / "val_dice.csv").items() if k != "mean"}
+    return RunResult(run_dir, epochs_done, best_epoch, best if best >= 0 else None, last, per_class)

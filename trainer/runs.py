@@ -1,0 +1,175 @@
+"""Runs over store versions: resolve what to train and validate on, train, evaluate, predict.
+
+These are the functions the CLI (and the demo) call in-process:
+
+    from xaug.store import Store
+    from trainer.runs import train_version, evaluate_run
+    store = Store(home)
+    result = train_version(store, "rotate", run="rotate-512", epochs=30, size=512)
+    table = evaluate_run(store, "rotate-512", split="test")
+
+Datasets are read only through the store's public API (`store.open(ref).samples(...)`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from xaug.errors import XaugError
+from xaug.model import Sample
+
+RUNS_ROOT = Path("runs")
+
+
+def run_path(run: str | Path) -> Path:
+    """A run name ("baseline") lives under runs/; anything with a separator is a path."""
+    text = str(run)
+    if "/" in text or "\\" in text or text.startswith("."):
+        return Path(text)
+    return RUNS_ROOT / text
+
+
+def lineage_root(store, ds):
+    """Follow `source_id` to the dataset with no source (the imported or synthesised one)."""
+    seen = set()
+    while ds.source_id is not None and ds.id not in seen:
+        seen.add(ds.id)
+        ds = store.open(ds.source_id)
+    return ds
+
+
+def training_samples(ds) -> list[Sample]:
+    """Derived versions hold only train-role items; a source dataset gives its role="train" items."""
+    if ds.source_id is None:
+        return ds.samples(split="train", role="train")
+    return ds.samples(split="train")
+
+
+def validation_samples(ds) -> list[Sample]:
+    samples = ds.samples(split="train", role="val")
+    if not samples:
+        raise XaugError("dataset has no validation persons (role='val') in its train split; it "
+                        "needs a recorded person-grouped split", where=ds.name)
+    return samples
+
+
+def labelled(samples: list[Sample], where: str) -> list[Sample]:
+    missing = [s.relpath for s in samples if s.annotations is None]
+    if missing:
+        raise XaugError(f"{len(missing)} of {len(samples)} images have no labels (e.g. {missing[0]}); "
+                        "scoring needs labels (synthetic test splits have them, the real test split "
+                        "does not)", where=where)
+    return samples
+
+
+def train_version(store, dataset: str, *, val: str | None = None, run: str | Path | None = None,
+                  resume: bool = False, device: str = "auto", progress: bool = True,
+                  on_epoch_end=None, **options):
+    """Train on version `dataset`, validate on `val` (default: the lineage root's val persons).
+
+    `options` are TrainConfig fields (epochs, size, batch, width, ...). Returns a RunResult.
+    """
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    ds = store.open(dataset)
+    val_ds = store.open(val) if val else lineage_root(store, ds)
+    train_s = training_samples(ds)
+    val_s = validation_samples(val_ds)
+    overlap = {s.person for s in train_s} & {s.person for s in val_s} if val_ds.id == lineage_root(store, ds).id else set()
+    if overlap:
+        raise XaugError(f"validation persons also appear in the training data ({', '.join(sorted(overlap)[:5])}); "
+                        "train on a version derived from the train role only", where=ds.name)
+    cfg = TrainConfig(**options).replace(dataset=ds.name, dataset_id=ds.id, val_dataset=val_ds.name,
+                                         val_id=val_ds.id, train_images=len(train_s), val_images=len(val_s))
+    run_dir = run_path(run if run is not None else ds.name)
+    return train(cfg, train_s, val_s, run_dir, device=device, resume=resume, progress=progress,
+                 on_epoch_end=on_epoch_end)
+
+
+def eval_samples(store, cfg: dict, dataset: str | None, split: str) -> tuple[object, list[Sample]]:
+    ds = store.open(dataset) if dataset else store.open(cfg.get("val_id") or cfg["val_dataset"])
+    if split == "val":
+        samples = validation_samples(ds)
+    elif split == "test":
+        samples = ds.samples(split="test")
+        if not samples:
+            raise XaugError("dataset has no test images", where=ds.name)
+    else:
+        raise XaugError(f"unknown split {split!r}; use val or test", where="--split")
+    return ds, samples
+
+
+def eval_stem(ds_name: str, split: str, tta: str | None) -> str:
+    return f"eval_{ds_name}_{split}" + (f"_{tta}" if tta else "")
+
+
+@dataclass
+class Evaluation:
+    run_dir: Path
+    dataset: str
+    dataset_id: str
+    split: str
+    tta: str | None
+    table: object  # DiceTable
+    json_path: Path
+    csv_path: Path
+
+
+def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: str = "val",
+                 tta: str | None = None, device: str = "auto", progress: bool = True,
+                 limit: int | None = None, workers: int | None = None) -> Evaluation:
+    """Score a run's best checkpoint; writes eval_<dataset>_<split>.json/.csv (+ _images.csv)."""
+    from trainer.inference import load_model, run_config
+    from trainer.loop import validate
+    from trainer.config import TrainConfig
+
+    run_dir = run_path(run)
+    run_config(run_dir)
+    model, cfg = load_model(run_dir, device)
+    ds, samples = eval_samples(store, cfg, dataset, split)
+    samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
+    tcfg = TrainConfig.from_dict(cfg)
+    table = validate(model, samples, tcfg, progress, desc=f"evaluate {split}", tta=tta, workers=workers)
+    stem = eval_stem(ds.name, split, tta)
+    table.write_json(run_dir / f"{stem}.json", run=run_dir.name, dataset=ds.name, dataset_id=ds.id,
+                     split=split, tta=tta)
+    table.write_class_csv(run_dir / f"{stem}.csv")
+    table.write_image_csv(run_dir / f"{stem}_images.csv")
+    return Evaluation(run_dir, ds.name, ds.id, split, tta, table, run_dir / f"{stem}.json", run_dir / f"{stem}.csv")
+
+
+def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = None, split: str = "test",
+                   tta: str | None = None, device: str = "auto", progress: bool = True) -> Path:
+    """The competition submission CSV of a run's predictions on a split."""
+    from trainer.inference import predict_dataset, run_config
+    from trainer.submit import write_submission
+
+    run_dir = run_path(run)
+    cfg = run_config(run_dir)
+    ds = store.open(dataset) if dataset else store.open(cfg.get("val_id") or cfg["val_dataset"])
+    samples = ds.samples(split=split, load=False) if split == "test" else validation_samples(ds)
+    if not samples:
+        raise XaugError(f"dataset has no {split} images", where=ds.name)
+    return write_submission(predict_dataset(run_dir, samples, device=device, tta=tta), out,
+                            total=len(samples), progress=progress)
+
+
+def load_evaluation(run: str | Path, split: str | None = None) -> dict:
+    """The newest eval_*.json of a run (of `split` when given); else the training validation."""
+    run_dir = run_path(run)
+    cands = sorted(run_dir.glob("eval_*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in cands:
+        data = json.loads(path.read_text())
+        if split is None or data.get("split") == split:
+            return data
+    if split in (None, "val") and (run_dir / "val_dice.csv").exists():
+        from trainer.metrics import read_class_csv
+
+        per = read_class_csv(run_dir / "val_dice.csv")
+        mean = per.pop("mean")
+        return {"run": run_dir.name, "split": "val", "dataset": "(training validation)",
+                "mean_dice": mean, "per_class": per}
+    raise XaugError(f"no evaluation{' of split ' + split if split else ''} in the run folder; run "
+                    f"`xaug evaluate --run {run}` first", where=str(run_dir))

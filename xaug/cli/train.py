@@ -1,0 +1,150 @@
+"""Training commands: train, evaluate, predict, compare (the bundled U-Net in `trainer/`).
+
+torch is imported inside the commands, never at module import, so other commands start fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from xaug.cli.common import HomeOption, console, open_store, out, print_json
+from xaug.classes import CLASSES
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("compare")(compare_cmd)
+
+
+DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+
+
+def train_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="Version to train on: name, name_vN or id prefix."),
+    val: Optional[str] = typer.Option(None, "--val", help="Validate on this dataset's val persons "
+                                      "(default: the root of the training version's lineage)."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run name (under runs/) or path; default: the dataset name."),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    size: int = typer.Option(512, "--size", min=32, help="Training input side in pixels."),
+    batch: int = typer.Option(8, "--batch", min=1),
+    lr: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate."),
+    width: int = typer.Option(32, "--width", min=1, help="U-Net channels at full resolution."),
+    depth: int = typer.Option(5, "--depth", min=1, help="U-Net poolings."),
+    norm: str = typer.Option("batch", "--norm", help="batch, group, instance or none."),
+    hflip: float = typer.Option(0.5, "--hflip", min=0.0, max=1.0, help="Online horizontal flip probability."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
+    val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs."),
+    val_limit: Optional[int] = typer.Option(None, "--val-limit", min=1, help="Validate on at most N images."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
+    device: str = DeviceOption,
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last.pt."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Train the U-Net on a dataset version; validate with the competition Dice."""
+    from trainer.data import OnlineAug
+    from trainer.runs import train_version
+
+    store = open_store(home)
+    result = train_version(
+        store, dataset, val=val, run=run, resume=resume, device=device, epochs=epochs, size=size,
+        batch=batch, lr=lr, width=width, depth=depth, norm=norm, aug=OnlineAug(hflip=hflip), seed=seed,
+        workers=workers, val_every=val_every, val_limit=val_limit, compile=compile_)
+    best = f"{result.best_dice:.4f} (epoch {result.best_epoch})" if result.best_dice is not None else "n/a"
+    out.print(f"run {result.run_dir}: {result.epochs_done} epochs, best val Dice {best}")
+
+
+def _dice_table(title: str, columns: list[str], rows: list[list[float]], delta: bool = False):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("class")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for name, vals in rows:
+        cells = []
+        for i, v in enumerate(vals):
+            if delta and i and i % 2 == 0:
+                cells.append(f"[{'green' if v > 0 else 'red' if v < 0 else 'default'}]{v:+.4f}[/]")
+            else:
+                cells.append(f"{v:.4f}")
+        table.add_row(name, *cells)
+    return table
+
+
+def evaluate_cmd(
+    run: str = typer.Option(..., "--run", help="Run name (under runs/) or path."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset to score on (default: the run's validation dataset)."),
+    split: str = typer.Option("val", "--split", help="val (held-out persons) or test (needs labels)."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: hflip."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score at most N images."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    device: str = DeviceOption,
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Per-class competition Dice of a run at the original resolution (table, CSV, JSON)."""
+    from trainer.runs import evaluate_run
+
+    ev = evaluate_run(open_store(home), run, dataset=dataset, split=split, tta=tta, device=device,
+                      limit=limit, progress=not json_out)
+    summary = {"run": str(ev.run_dir), "dataset": ev.dataset, "dataset_id": ev.dataset_id, "split": split,
+               "tta": tta, **ev.table.summary(), "csv": str(ev.csv_path), "json": str(ev.json_path)}
+    if json_out:
+        print_json(summary)
+        return
+    per = ev.table.per_class()
+    rows = [[c, [float(d)]] for c, d in zip(CLASSES, per)] + [["mean", [ev.table.mean()]]]
+    out.print(_dice_table(f"{ev.run_dir.name} on {ev.dataset} {split} ({len(ev.table)} images)", ["Dice"], rows))
+    out.print(f"mean Dice {ev.table.mean():.4f}; written {ev.csv_path} and {ev.json_path}")
+
+
+def predict_cmd(
+    run: str = typer.Option(..., "--run", help="Run name (under runs/) or path."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset to predict (default: the run's validation dataset)."),
+    split: str = typer.Option("test", "--split", help="test or val."),
+    out_path: Path = typer.Option(Path("submission.csv"), "--out", help="Submission CSV to write."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: hflip."),
+    device: str = DeviceOption,
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Write the competition submission CSV (image_name,class,rle) at the original resolution."""
+    from trainer.runs import predict_to_csv
+
+    path = predict_to_csv(open_store(home), run, out_path, dataset=dataset, split=split, tta=tta, device=device)
+    out.print(f"written {path}")
+
+
+def compare_cmd(
+    runs: List[str] = typer.Argument(..., help="Run names or paths; the first is the baseline."),
+    split: Optional[str] = typer.Option(None, "--split", help="Use each run's evaluation of this split (default: newest)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="PNG to write (default: runs/compare.png)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Per-class Dice of runs side by side, with the difference to the first run."""
+    from trainer.compare import compare, plot_comparison
+    from trainer.runs import RUNS_ROOT, load_evaluation, run_path
+
+    evals = [load_evaluation(r, split) for r in runs]
+    names = [run_path(r).name for r in runs]
+    comp = compare(evals, names)
+    png_path = plot_comparison(comp, png or RUNS_ROOT / "compare.png")
+    if json_out:
+        print_json({**comp.to_json(), "png": str(png_path)})
+        return
+    cols = [names[0]]
+    for n in names[1:]:
+        cols += [n, "diff"]
+    rows = []
+    for ci, c in enumerate(CLASSES + ("mean",)):
+        vals = comp.dice[:, ci] if ci < len(CLASSES) else comp.means
+        row = [float(vals[0])]
+        for i in range(1, len(names)):
+            row += [float(vals[i]), float(vals[i] - vals[0])]
+        rows.append([c, row])
+    splits = ", ".join(f"{n}: {d} {s}" for n, d, s in zip(names, comp.datasets, comp.splits))
+    out.print(_dice_table(f"per-class Dice ({splits})", cols, rows, delta=True))
+    out.print(f"written {png_path}")
