@@ -1,0 +1,3 @@
+from xaug.cli import main
+
+main()
