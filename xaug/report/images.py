@@ -1,0 +1,71 @@
+"""Pictures for the reports: ground-truth overlays and thumbnails of one sample, written as files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from xaug.errors import BadInput
+from xaug.layout import read_image
+from xaug.model import Annotation, Sample
+from xaug.raster import class_masks, overlay
+
+
+def resize_to(img: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Downscale (INTER_AREA) so the longer side is at most `max_side`; returns (image, scale)."""
+    h, w = img.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return img, 1.0
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA), scale
+
+
+def scaled_annotations(annotations, scale: float) -> list[Annotation]:
+    if scale == 1.0:
+        return list(annotations)
+    return [Annotation(a.label, np.asarray(a.points, np.float64) * scale) for a in annotations]
+
+
+def overlay_image(sample: Sample, max_side: int | None = None, alpha: float = 0.45) -> np.ndarray:
+    """RGB overlay of the sample's ground truth in the customary colours (image if unlabelled).
+
+    The image is downscaled first and the polygons are rasterised at the small size, so a
+    thumbnail of a 2048x2048 image costs little more than decoding it.
+    """
+    img, scale = resize_to(read_image(sample.image_path), max_side)
+    if not sample.annotations:
+        base = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(base[..., :3], cv2.COLOR_BGR2RGB)
+    masks = class_masks(scaled_annotations(sample.annotations, scale), img.shape[:2])
+    return overlay(img, masks, alpha=alpha)
+
+
+def write_rgb(path: Path, rgb: np.ndarray, quality: int = 88) -> Path:
+    """Write an RGB array as PNG or JPEG (by suffix); creates the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix or ".png", bgr, params)
+    if not ok:
+        raise BadInput("cannot encode an image with this file suffix; use .png or .jpg", where=str(path))
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def read_gray_reduced(path: Path) -> np.ndarray:
+    """The image as grey at a quarter of its size (fast brightness statistics)."""
+    buf = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_4) if buf.size else None
+    if img is None:
+        raise BadInput("not a readable PNG image; replace or remove the file", where=str(path))
+    return img
+
+
+def file_stem(relpath: str) -> str:
+    """A flat file name for an item: 'train/DCM/ID001/x_R.png' -> 'train_ID001_x_R'."""
+    parts = Path(relpath).with_suffix("").parts
+    keep = [p for p in parts if p != "DCM"]
+    return "_".join(keep).replace(" ", "_")
