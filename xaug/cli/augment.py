@@ -1,0 +1,211 @@
+"""`xaug rotate | mosaic | flip | run FILE | schema`: augmentation pipelines from flags or YAML.
+
+Each op command parses its flags, builds the same pipeline spec a YAML file would, and calls
+`xaug.pipeline.run_pipeline`; the library does the work, this module only maps flags and output.
+"""
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from xaug.cli.common import HomeOption, JobsOption, open_store, out, print_json
+from xaug.errors import BadInput
+
+FromOption = typer.Option("raw", "--from", help="Source version: a name, name_vN or hash prefix.")
+SeedOption = typer.Option(0, "--seed", help="Seed of every random draw; another seed makes another version.")
+IncludeOption = typer.Option(False, "--include-source/--no-include-source",
+                             help="Also list the source items by reference (no bytes copied).")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+class Split(str, Enum):
+    train = "train"
+    test = "test"
+
+
+class Pivot(str, Enum):
+    image = "image"
+    wrist = "wrist"
+
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+
+
+def parse_angles(text: str) -> dict[str, Any]:
+    """'-30:30' -> {'angle_range': (-30, 30)}; '-30,-15,15,30' or '20' -> {'angles': [...]}."""
+    text = text.strip()
+    m = re.fullmatch(rf"({_NUMBER})\s*:\s*({_NUMBER})", text)
+    if m:
+        lo, hi = float(m.group(1)), float(m.group(2))
+        if lo > hi:
+            raise BadInput(f"range {text!r} runs backwards; write the low end first, e.g. {m.group(2)}:{m.group(1)}",
+                           where="--angles")
+        return {"angle_range": (lo, hi)}
+    parts = [p.strip() for p in text.split(",")]
+    if parts and all(re.fullmatch(_NUMBER, p) for p in parts):
+        return {"angles": [float(p) for p in parts]}
+    raise BadInput(f"cannot read {text!r}; give a range such as -30:30 or a list such as -30,-15,15,30",
+                   where="--angles")
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """'2x2' -> (2, 2) (rows, columns)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise BadInput(f"cannot read {text!r}; give rows x columns such as 2x2 or 1x3", where="--grid")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _spec_from_flags(*, name: str, source: str, split: Split, seed: int, include_source: bool,
+                     step: dict[str, Any], flags: dict[str, str]):
+    """The pipeline spec the flags describe; problems name the flag, not the spec key."""
+    from xaug.pipeline import parse_pipeline
+
+    data = {"name": name, "source": source, "split": split.value, "seed": seed,
+            "include_source": include_source, "steps": [step]}
+    try:
+        return parse_pipeline(data, where="options")
+    except BadInput as exc:
+        lines = [_flag_line(p, flags) for p in exc.problems] or [exc.message]
+        raise BadInput(lines[0], problems=lines[1:]) from None
+
+
+def _flag_line(problem: str, flags: dict[str, str]) -> str:
+    key, _, msg = problem.partition(": ")
+    parts = key.split(".")
+    if parts[:1] == ["steps"] and len(parts) >= 3:
+        field = parts[2]
+    else:
+        field = parts[0]
+    flag = flags.get(field)
+    return f"{flag}: {msg}" if flag else problem
+
+
+_COMMON_FLAGS = {"name": "--name", "source": "--from", "split": "--split", "seed": "--seed"}
+
+
+def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool) -> None:
+    from xaug.pipeline import run_pipeline
+
+    result = run_pipeline(open_store(home), spec, jobs=jobs, progress=not quiet)
+    out.print(result.summary(), markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("rotate")
+    def rotate(
+        angles: str = typer.Option("-30:30", "--angles", help="Degrees: a range lo:hi drawn uniformly, "
+                                   "or a list -30,-15,15,30 drawn from (counter-clockwise positive)."),
+        per_image: int = typer.Option(1, "--per-image", "-k", help="Rotated copies of each source image."),
+        pivot: Pivot = typer.Option(Pivot.image, "--pivot", help="image: turn the whole image about its "
+                                    "centre; wrist: turn the hand about the wrist, forearm kept."),
+        source: str = FromOption,
+        split: Split = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons)."),
+        seed: int = SeedOption,
+        jobs: Optional[int] = JobsOption,
+        name: str = typer.Option("rotate", "--name", help="Name of the new version."),
+        include_source: bool = IncludeOption,
+        quiet: bool = QuietOption,
+        home: Optional[Path] = HomeOption,
+    ) -> None:
+        """Rotated copies of each image with exactly transformed polygons.
+
+        Example: xaug rotate --angles -45:-20 --pivot wrist --per-image 2 --seed 1
+        """
+        step = {"op": "rotate", **parse_angles(angles), "per_image": per_image, "pivot": pivot.value}
+        flags = {**_COMMON_FLAGS, "angle_range": "--angles", "angles": "--angles",
+                 "per_image": "--per-image", "pivot": "--pivot"}
+        spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
+                                include_source=include_source, step=step, flags=flags)
+        _run(home, spec, jobs, quiet)
+
+    @app.command("mosaic")
+    def mosaic(
+        grid: str = typer.Option("2x2", "--grid", help="rows x columns of cells, e.g. 2x2 or 1x3."),
+        n: int = typer.Option(800, "--n", help="Number of mosaic images to make."),
+        beta: float = typer.Option(0.3, "--beta", help="Cell boundaries ~ Beta(beta, beta) (RICAP)."),
+        source: str = FromOption,
+        split: Split = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons)."),
+        seed: int = SeedOption,
+        jobs: Optional[int] = JobsOption,
+        name: str = typer.Option("mosaic", "--name", help="Name of the new version."),
+        include_source: bool = IncludeOption,
+        quiet: bool = QuietOption,
+        home: Optional[Path] = HomeOption,
+    ) -> None:
+        """RICAP-style mosaics: each cell a full-resolution crop of a different source image.
+
+        Example: xaug mosaic --grid 2x2 --n 800 --beta 0.3 --seed 0
+        """
+        rows, cols = parse_grid(grid)
+        step = {"op": "mosaic", "grid": (rows, cols), "n": n, "beta": beta}
+        flags = {**_COMMON_FLAGS, "grid": "--grid", "n": "--n", "beta": "--beta"}
+        spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
+                                include_source=include_source, step=step, flags=flags)
+        _run(home, spec, jobs, quiet)
+
+    @app.command("flip")
+    def flip(
+        source: str = FromOption,
+        split: Split = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons)."),
+        seed: int = SeedOption,
+        jobs: Optional[int] = JobsOption,
+        name: str = typer.Option("flip", "--name", help="Name of the new version."),
+        include_source: bool = IncludeOption,
+        quiet: bool = QuietOption,
+        home: Optional[Path] = HomeOption,
+    ) -> None:
+        """Horizontally mirrored copies (a left hand becomes a right hand), polygons mirrored exactly.
+
+        Example: xaug flip --include-source
+        """
+        step = {"op": "flip"}
+        spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
+                                include_source=include_source, step=step, flags=dict(_COMMON_FLAGS))
+        _run(home, spec, jobs, quiet)
+
+    @app.command("run")
+    def run(
+        file: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/rotate.yaml.",
+                                    show_default=False),
+        jobs: Optional[int] = JobsOption,
+        seed: Optional[int] = typer.Option(None, "--seed", help="Override the file's seed."),
+        check: bool = typer.Option(False, "--check", help="Only validate the file and plan it; write nothing."),
+        quiet: bool = QuietOption,
+        home: Optional[Path] = HomeOption,
+    ) -> None:
+        """Run a pipeline file: every step's outputs (and the source by reference) in one version.
+
+        Example: xaug run pipelines/combined.yaml --jobs 2
+        """
+        from xaug.pipeline import load_pipeline
+
+        spec = load_pipeline(file)
+        if seed is not None:
+            spec = spec.model_copy(update={"seed": seed})
+        if check:
+            _check(home, spec, file)
+            return
+        _run(home, spec, jobs, quiet)
+
+    @app.command("schema")
+    def schema() -> None:
+        """Print the JSON schema of pipeline files (for editors and validation)."""
+        from xaug.pipeline import pipeline_schema
+
+        print_json(pipeline_schema())
+
+
+def _check(home: Optional[Path], spec, file: Path) -> None:
+    from xaug.pipeline import make_plan
+
+    store = open_store(home)
+    plan = make_plan(store, spec)
+    existing = store.find_plan(plan.key)
+    made = f"already made as {existing.name}" if existing else "not made yet"
+    out.print(f"{file}: valid; {len(plan.tasks)} new items + {len(plan.references)} by reference "
+              f"from {plan.source.name}; plan {plan.key[:12]} {made}", markup=False)

@@ -1,0 +1,519 @@
+"""Declarative augmentation pipelines: the pydantic spec, planning with per-item seeds, and
+parallel execution into a new store version.
+
+A pipeline reads one split of a source version (from `train`, only the persons outside the
+validation fold), runs each step on it independently and writes every step's outputs, plus the
+source items by reference when `include_source` is set, into ONE new version:
+
+>>> spec = parse_pipeline({"name": "rotate", "steps": [{"op": "rotate"}]})   # doctest: +SKIP
+>>> result = run_pipeline(Store(home), spec, jobs=2)                          # doctest: +SKIP
+>>> result.dataset.name                                                        # doctest: +SKIP
+'rotate_v1'
+
+Same resolved spec + same source version + same seed + same xaug version = same plan key: the
+store finds the version that plan made and nothing is done. Planning (drawing every random
+parameter) happens in the main process from `SeedSequence(seed, spawn_key=(step, item))`, and
+applying a plan is a pure function of the plan and the source bytes, so 1 and N workers write
+identical bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Literal, Sequence, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from xaug import __version__
+from xaug.errors import BadInput, XaugError
+
+if TYPE_CHECKING:  # the store is only needed when a pipeline runs
+    from xaug.store import Dataset, Store
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+# Items per task handed to a worker: a few images, so memory stays bounded by ~CHUNK decoded
+# images per worker while the per-task overhead (pickling plans and polygons) stays small.
+CHUNK = 4
+# Decoded source images a worker keeps (rotate --per-image K decodes each source once).
+IMAGE_CACHE = 4
+
+
+# ---------------------------------------------------------------- the spec
+
+class PipelineBase(BaseModel):
+    """The fields every pipeline has; `steps` is added by `pipeline_model()` from the ops registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("augment", pattern=NAME_PATTERN, max_length=64,
+                      description="Base name of the version to write; the store appends _v<N>.")
+    source: str = Field("raw", min_length=1,
+                        description="Source version: a name ('raw', newest), 'raw_v2', or a hash prefix.")
+    split: Literal["train", "test"] = Field(
+        "train", description="Split to read. From train only persons outside the validation fold are used.")
+    seed: int = Field(0, ge=0, description="Seed of every random draw; another seed makes another version.")
+    include_source: bool = Field(
+        False, description="Also list the source items used, by reference (no bytes copied).")
+
+
+_MODELS: dict[tuple, type[BaseModel]] = {}
+
+
+def pipeline_model() -> type[BaseModel]:
+    """The Pipeline model: PipelineBase + `steps`, a list discriminated on `op` over every
+    registered op's spec class (rebuilt when an op is registered later)."""
+    from xaug.ops import spec_classes
+
+    classes = tuple(spec_classes())
+    if not classes:  # pragma: no cover - the registry always has rotate/mosaic/flip
+        raise XaugError("no augmentation ops are registered")
+    model = _MODELS.get(classes)
+    if model is None:
+        step = (Annotated[Union[classes], Field(discriminator="op")] if len(classes) > 1  # type: ignore[valid-type]
+                else classes[0])
+        model = create_model(
+            "Pipeline", __base__=PipelineBase,
+            steps=(list[step], Field(min_length=1, description="Ops run on the source; outputs collected.")),
+        )
+        _MODELS[classes] = model
+    return model
+
+
+def pipeline_schema() -> dict[str, Any]:
+    """The JSON schema of a pipeline file (for editors: `xaug schema > pipeline.schema.json`)."""
+    schema = pipeline_model().model_json_schema()
+    schema.setdefault("$schema", "https://json-schema.org/draft/2020-12/schema")
+    schema["title"] = "xaug pipeline"
+    return schema
+
+
+def parse_pipeline(data: Any, where: str = "pipeline", lines: dict[tuple, int] | None = None):
+    """Validate a whole pipeline document; errors become one `key.path: message` line each.
+
+    `lines` maps key paths to 1-based YAML line numbers, so problems also name their line.
+    """
+    if not isinstance(data, dict):
+        raise BadInput("a pipeline is a mapping with 'name', 'source', 'steps', ...", where=where)
+    try:
+        return pipeline_model().model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem_line(err, lines) for err in exc.errors()]
+    noun = "problem" if len(problems) == 1 else "problems"
+    raise BadInput(f"invalid pipeline ({len(problems)} {noun}); nothing was run", where=where,
+                   problems=problems)
+
+
+def _problem_line(err: dict, lines: dict[tuple, int] | None) -> str:
+    loc = _clean_loc(err.get("loc", ()))
+    msg = err.get("msg", "invalid")
+    kind = err.get("type")
+    if kind == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "extra_forbidden":
+        msg = "unknown key; remove it (see `xaug schema`)"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        loc = tuple(loc) + ("op",)
+        msg = _op_message(err.get("input"))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{key}: {msg}{_at(loc, lines)}"
+
+
+def _op_message(step: Any) -> str:
+    """The registry's message for a step's bad or missing `op` (known ops + a close match)."""
+    from xaug.ops import get_op, op_names
+
+    op = step.get("op") if isinstance(step, dict) else None
+    if op is None:
+        return f"missing 'op'; one of: {', '.join(op_names())}"
+    try:
+        get_op(str(op))
+    except XaugError as exc:
+        return exc.message
+    return f"unknown op {op!r}"  # pragma: no cover
+
+
+def _clean_loc(loc: Sequence) -> tuple:
+    """Drop the union tag pydantic inserts after a step index: steps.0.rotate.x -> steps.0.x."""
+    loc = tuple(loc)
+    if len(loc) >= 3 and loc[0] == "steps" and isinstance(loc[1], int) and _is_op_tag(loc[2]):
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def _is_op_tag(part: Any) -> bool:
+    from xaug.ops import op_names
+
+    return isinstance(part, str) and part in set(op_names())
+
+
+def _at(loc: Sequence, lines: dict[tuple, int] | None) -> str:
+    if not lines:
+        return ""
+    loc = tuple(loc)
+    while loc and loc not in lines:  # a missing key: point at its parent
+        loc = loc[:-1]
+    line = lines.get(loc)
+    return f" (line {line})" if line else ""
+
+
+def load_pipeline(path: Path | str):
+    """Read and validate a pipeline YAML file; every problem names the file (and line)."""
+    import yaml
+
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput("no such pipeline file; give a YAML file such as pipelines/rotate.yaml",
+                       where=where) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read the pipeline file ({exc.__class__.__name__}: {exc})", where=where) from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _key_lines(yaml.compose(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        at = f"{where}:{mark.line + 1}" if mark is not None else where
+        raise BadInput(f"not valid YAML: {problem}" + (f" (column {mark.column + 1})" if mark else ""),
+                       where=at) from None
+    if data is None:
+        raise BadInput("the pipeline file is empty", where=where)
+    return parse_pipeline(data, where=where, lines=lines)
+
+
+def _key_lines(node, path: tuple = ()) -> dict[tuple, int]:
+    """Key path -> 1-based line of a composed YAML node tree."""
+    import yaml
+
+    out: dict[tuple, int] = {}
+    if node is None:
+        return out
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (key.value,)
+            out.update(_key_lines(value, sub))
+            out[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            out.update(_key_lines(value, path + (i,)))
+    return out
+
+
+# ---------------------------------------------------------------- planning
+
+def canonical_json(obj: Any) -> bytes:
+    """The only bytes ever hashed: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def resolved_spec(spec) -> dict[str, Any]:
+    """The spec with every default filled in, as JSON (what the manifest records)."""
+    return spec.model_dump(mode="json")
+
+
+def plan_key(spec, source_id: str) -> str:
+    """Hash of (resolved spec with the source resolved to its version id, seed, xaug version)."""
+    resolved = resolved_spec(spec)
+    resolved["source"] = source_id  # 'raw', 'raw_v1' and a hash prefix of one version: one plan
+    payload = {"spec": resolved, "source": source_id, "seed": spec.seed, "xaug": __version__}
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def item_rng(seed: int, step: int, index: int) -> np.random.Generator:
+    """The generator of output item `index` of step `step`: a child of SeedSequence(seed)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(step, index)))
+
+
+@dataclass
+class Task:
+    """One output item to make: which op, its plan, where it goes."""
+
+    step: int
+    op: str
+    plan: Any            # the op's ItemPlan
+    relpath: str         # train/DCM/<person>/<stem>.png
+    person: str
+    side: str | None
+    split: str
+    fold: int | None = None   # the source person's fold when the output keeps that person
+
+
+@dataclass
+class Plan:
+    """Everything a run will do, decided before any pixel is read."""
+
+    spec: Any
+    key: str
+    source: "Dataset"
+    samples: dict[str, Any]            # source relpath -> Sample (annotations loaded)
+    tasks: list[Task]
+    references: list[Any] = field(default_factory=list)   # source Samples listed by reference
+
+    @property
+    def kind(self) -> str:
+        ops = {t.op for t in self.tasks}
+        return ops.pop() if len(ops) == 1 and not self.references else "pipeline"
+
+
+def source_samples(ds: "Dataset", split: str) -> list:
+    """The samples a pipeline may read: one split; from train only non-validation persons."""
+    role = "train" if split == "train" else None
+    samples = ds.samples(split=split, role=role, load=True)
+    if not samples:
+        extra = " outside the validation fold" if role else ""
+        raise BadInput(f"no {split} images{extra} in {ds.name}; choose another split or source",
+                       where="source")
+    return sorted(samples, key=lambda s: s.relpath)
+
+
+def source_infos(samples: Sequence) -> list:
+    """SourceInfo for each sample, sizes from the PNG header only (no decoding)."""
+    from xaug.layout import image_size
+    from xaug.ops import SourceInfo
+
+    infos = []
+    for s in samples:
+        h, w, _ = image_size(s.image_path)
+        infos.append(SourceInfo(relpath=s.relpath, person=s.person, side=s.side, split=s.split,
+                                height=h, width=w, fold=s.fold))
+    return infos
+
+
+def make_plan(store: "Store", spec) -> Plan:
+    """Resolve the source, compute the plan key and draw every item's parameters."""
+    from xaug.layout import image_relpath
+    from xaug.ops import get_op
+    from xaug.ops.base import split_side
+
+    ds = store.open(spec.source)
+    key = plan_key(spec, ds.id)
+    samples = source_samples(ds, spec.split)
+    infos = source_infos(samples)
+    by_rel = {s.relpath: s for s in samples}
+    taken: set[str] = set(by_rel) if spec.include_source else set()
+    tasks: list[Task] = []
+    for step_index, step in enumerate(spec.steps):
+        op = get_op(step.op)
+        plans = op.plan(step, infos, lambda i, _s=step_index: item_rng(spec.seed, _s, i))
+        for item in plans:
+            rel = image_relpath(item.split, item.person, item.stem)
+            if rel in taken:  # the same op twice in one pipeline: keep stems unique per step
+                base, side = split_side(item.stem)  # the side suffix stays last
+                item = replace(item, stem=f"{base}_s{step_index}{side}")
+                rel = image_relpath(item.split, item.person, item.stem)
+            if rel in taken:
+                raise XaugError(f"two outputs would both be written to {rel}",
+                                where=f"steps.{step_index}")
+            missing = [r for r in item.sources if r not in by_rel]
+            if missing:  # pragma: no cover - an op planning outside its sources is a bug
+                raise XaugError(f"plan names unknown source {missing[0]}", where=f"steps.{step_index}")
+            taken.add(rel)
+            first = by_rel[item.sources[0]] if item.sources else None
+            fold = item.fold
+            if fold is None and first is not None and first.person == item.person:
+                fold = first.fold  # the output keeps the source's person, so it keeps its fold
+            tasks.append(Task(step_index, step.op, item, rel, item.person, item.side, item.split, fold))
+    refs = list(samples) if spec.include_source else []
+    return Plan(spec, key, ds, by_rel, tasks, refs)
+
+
+# ---------------------------------------------------------------- execution
+
+@dataclass
+class RunResult:
+    dataset: "Dataset"
+    cached: bool                  # an identical earlier run made it: nothing was done
+    made: int = 0                 # items produced by this run
+    resumed: int = 0              # items an earlier, interrupted run had already staged
+    referenced: int = 0           # source items listed by reference
+
+    def summary(self) -> str:
+        ds = self.dataset
+        n = len(ds.manifest.get("items", ())) if isinstance(ds.manifest, dict) else 0
+        head = f"{ds.name} ({ds.id[:8]}…) {n} items"
+        if self.cached:
+            return f"{head}; up to date (same spec, source and seed), nothing to do"
+        parts = [f"{self.made} made"]
+        if self.resumed:
+            parts.append(f"{self.resumed} resumed")
+        if self.referenced:
+            parts.append(f"{self.referenced} by reference")
+        return f"{head} ({', '.join(parts)})"
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool = True) -> RunResult:
+    """Plan, then (unless the plan already ran) make every item in parallel and commit a version."""
+    from xaug.ops import get_op
+
+    for step in spec.steps:  # fail on an unknown op before touching the store
+        get_op(step.op)
+    plan = make_plan(store, spec)
+    existing = store.find_plan(plan.key)
+    if existing is not None:
+        return RunResult(existing, cached=True)
+    jobs = default_jobs() if not jobs or jobs < 1 else int(jobs)
+    with store.build(name=spec.name, kind=plan.kind, plan_key=plan.key, source=plan.source,
+                     spec=resolved_spec(spec), seed=spec.seed) as b:
+        todo = [t for t in plan.tasks if not b.has_item(t.relpath)]
+        resumed = len(plan.tasks) - len(todo)
+        for sample in plan.references:
+            b.reference(sample)
+        records = _execute(b.staging, plan, todo, jobs, progress, done=resumed)
+        if hasattr(b, "adopt"):
+            for record in records:
+                b.adopt(record)
+        b.set_persons(_persons(plan))
+        ds = b.commit()
+    return RunResult(ds, cached=False, made=len(todo), resumed=resumed, referenced=len(plan.references))
+
+
+def _persons(plan: Plan) -> dict:
+    from xaug.layout import PersonMeta
+
+    known = plan.source.persons or {}
+    used = {t.person for t in plan.tasks} | {s.person for s in plan.references}
+    return {p: known.get(p) or PersonMeta(p) for p in sorted(used)}
+
+
+def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
+    for i in range(0, len(tasks), size):
+        yield tasks[i:i + size]
+
+
+def _execute(staging: Path, plan: Plan, todo: list[Task], jobs: int, progress: bool, done: int) -> list[dict]:
+    """Make the items of `todo`, `jobs` workers, a few images per task; returns staged records."""
+    total = len(plan.tasks)
+    records: list[dict] = []
+    if not todo:
+        return records
+    chunks = list(_chunks(todo, CHUNK))
+
+    def payload(chunk: list[Task]) -> dict[str, tuple]:
+        rels = {r for t in chunk for r in t.plan.sources}
+        return {r: _source_payload(plan.samples[r]) for r in rels}
+
+    with _progress_bar(progress, total, done, plan.spec.name) as advance:
+        if jobs == 1 or len(chunks) == 1:
+            worker = _Worker()
+            for chunk in chunks:
+                out = worker.run(Path(staging), chunk, payload(chunk))
+                records += out
+                advance(len(out))
+        else:
+            from joblib import Parallel, delayed
+
+            # pre_dispatch bounds how many chunks (and their decoded images) are in flight.
+            parallel = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs",
+                                batch_size=1)
+            for out in parallel(delayed(_run_chunk)(str(staging), chunk, payload(chunk)) for chunk in chunks):
+                records += out
+                advance(len(out))
+    return records
+
+
+def _source_payload(sample) -> tuple:
+    return (str(sample.image_path), sample.annotations or [])
+
+
+def _run_chunk(staging: str, chunk: list[Task], sources: dict[str, tuple]) -> list[dict]:
+    """A joblib task: make and stage each item of the chunk (one image at a time)."""
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
+    return _Worker().run(Path(staging), chunk, sources)
+
+
+class _Worker:
+    """Applies plans; keeps the last few decoded sources (rotate -K decodes each source once)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, Any] = {}
+
+    def load(self, sources: dict[str, tuple]) -> Callable[[str], tuple]:
+        from xaug.layout import read_image
+
+        def load(relpath: str):
+            path, annotations = sources[relpath]
+            image = self.cache.get(path)
+            if image is None:
+                image = read_image(path)
+                image.setflags(write=False)  # ops must not modify a cached source in place
+                if len(self.cache) >= IMAGE_CACHE:
+                    self.cache.pop(next(iter(self.cache)))
+                self.cache[path] = image
+            return image, list(annotations)
+
+        return load
+
+    def run(self, staging: Path, chunk: list[Task], sources: dict[str, tuple]) -> list[dict]:
+        from xaug.layout import annotation_bytes, annotation_doc, encode_png
+        from xaug.ops import get_op
+        from xaug.store import stage_item
+
+        load = self.load(sources)
+        records = []
+        for task in chunk:
+            image, annotations, provenance = get_op(task.op).apply(task.plan, load)
+            h, w = image.shape[:2]
+            name = Path(task.relpath).name
+            doc = annotation_doc(annotations, None, filename=name, person=task.person, height=h, width=w)
+            provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
+            records.append(stage_item(staging, task.relpath, encode_png(image), annotation_bytes(doc),
+                                      person=task.person, side=task.side, split=task.split,
+                                      fold=task.fold, provenance=provenance, meta={}))
+        return records
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays and tuples in provenance -> plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+class _progress_bar:
+    """A rich progress bar on stderr (silent when disabled); yields an `advance(n)` function."""
+
+    def __init__(self, enabled: bool, total: int, done: int, label: str):
+        self.enabled, self.total, self.done, self.label = enabled, total, done, label
+        self.bar = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+        self.bar.__enter__()
+        task = self.bar.add_task(self.label, total=self.total, completed=self.done)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
