@@ -1,0 +1,40 @@
+"""`xaug synth`: generate the synthetic hand X-ray dataset into the store."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from xaug.cli.common import HomeOption, JobsOption, open_store, out
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth_cmd)
+
+
+def synth_cmd(
+    persons: int = typer.Option(..., "--persons", help="Training persons (two images each: right and left hand)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives a byte-identical dataset."),
+    name: str = typer.Option("raw", "--name", help="Dataset name; versions are <name>_v<N>."),
+    size: int = typer.Option(2048, "--size", help="Image side in pixels (the real data: 2048)."),
+    rotated_train: float = typer.Option(0.12, "--rotated-train", help="Fraction of training images with a rotated wrist."),
+    rotated_test: float = typer.Option(0.6, "--rotated-test", help="Fraction of test images with a rotated wrist."),
+    test_persons: Optional[int] = typer.Option(None, "--test-persons",
+                                               help="Test persons (default: 150/400 of --persons, as in the real data)."),
+    jobs: Optional[int] = JobsOption,
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Synthesize hand X-rays with exact labels (train and test) and register them in the store."""
+    from xaug.synth.generate import synth_spec, synthesize
+
+    synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons)  # fail before any work
+    store = open_store(home)
+    ds = synthesize(store, name, persons=persons, seed=seed, size=size, rotated_train=rotated_train,
+                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=True)
+    n_train = sum(1 for it in ds.items if it["split"] == "train")
+    n_test = len(ds.items) - n_train
+    rotated = {s: sum(1 for it in ds.items if it["split"] == s and (it.get("meta") or {}).get("wrist_rotated"))
+               for s in ("train", "test")}
+    out.print(f"{ds.name} ({ds.id[:12]}): {n_train} train images ({rotated['train']} rotated wrists), "
+              f"{n_test} test images ({rotated['test']} rotated), {size}x{size}, seed {seed}")

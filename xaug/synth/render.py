@@ -1,0 +1,204 @@
+"""Pixels of a synthetic hand radiograph from its geometry; pure apart from the rng handed in.
+
+Additive attenuation model: image = background + soft tissue + sum of bones (+ metal), so
+overlapping bones come out brighter, then blur, noise and a per-image tone curve. Smooth fields
+(soft tissue, bone texture, noise) are drawn at low resolution and upsampled; bones are filled
+at full resolution from the integer annotation rings, so the ground truth is what was drawn.
+
+>>> import numpy as np
+>>> from xaug.synth.anatomy import HandShape, Pose, hand_geometry, annotation_polygons
+>>> from xaug.synth.plan import Look
+>>> g = hand_geometry(HandShape(), Pose(), "R", 128)
+>>> img = render(annotation_polygons(g), g, Look(), {}, np.random.default_rng(0))
+>>> img.shape, img.dtype
+((128, 128, 3), dtype('uint8'))
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from xaug.classes import CARPALS, FOREARM, RAYS
+from xaug.synth.anatomy import LONG_BONES, HandGeometry
+
+METAL = 0.85  # attenuation of a metal object (rings, plates, screws, gems), above any bone
+
+
+def _background(size: int, look) -> np.ndarray:
+    """(size, 1) column: dark with a faint vertical gradient and a bright band along the top."""
+    y = np.arange(size, dtype=np.float32)[:, None]
+    band_px = look.band_px * size / 2048.0
+    band = look.band / (1.0 + np.exp(np.minimum((y - band_px) / max(band_px * 0.15, 0.5), 60.0)))
+    return look.background + look.gradient * (y / size) + band
+
+
+def _tissue(geom: HandGeometry, look, low: int) -> np.ndarray:
+    """Soft-tissue thickness field (0..1) at low resolution: thicker in the palm than fingers."""
+    f = low / geom.size
+    m = np.zeros((low, low), np.uint8)
+    cv2.fillPoly(m, [np.rint(geom.forearm * f).astype(np.int32)], 1)
+    cv2.fillPoly(m, [np.rint(geom.palm * f).astype(np.int32)], 1)
+    for path, r in zip(geom.ray_paths, geom.ray_radius):
+        pts = np.rint(path * f).astype(np.int32)
+        t = max(1, int(round(2 * r * f)))
+        cv2.polylines(m, [pts], False, 1, thickness=t)
+        cv2.circle(m, tuple(int(v) for v in pts[-1]), max(1, t // 2), 1, -1)
+    d = cv2.distanceTransform(m, cv2.DIST_L2, 3)
+    tau = 3.5 * geom.px_per_mm * f
+    thick = 1.0 - np.exp(-d / max(tau, 1e-3))
+    return cv2.GaussianBlur(thick, (0, 0), max(0.6, 1.2 * geom.px_per_mm * f))
+
+
+def _bone_profile(dist: np.ndarray, cortex_px: float, medulla: float) -> np.ndarray:
+    """Brightness across a bone from the distance to its outline: bright cortex, softer inside."""
+    rim = np.exp(-dist / cortex_px)
+    inner = 1.0 - medulla * np.clip((dist - 2.5 * cortex_px) / (5.0 * cortex_px), 0.0, 1.0)
+    return rim, inner
+
+
+def _draw_bones(canvas: np.ndarray, polys: dict[str, np.ndarray], geom: HandGeometry, look) -> None:
+    size = geom.size
+    ppm = geom.px_per_mm
+    for label, ring in polys.items():
+        ring = np.asarray(ring, np.int32)
+        x0, y0 = np.maximum(ring.min(axis=0) - 2, 0)
+        x1, y1 = np.minimum(ring.max(axis=0) + 3, size)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [(ring - [x0, y0]).reshape(-1, 1, 2)], 1)
+        # distance to the outline; the image border is not an outline (forearm bones)
+        pad = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        dist = cv2.distanceTransform(pad, cv2.DIST_L2, 3)[1:-1, 1:-1]
+        if label in FOREARM:
+            cortex, medulla, level = 2.2 * ppm, 0.45, 1.0
+        elif label in CARPALS:
+            cortex, medulla, level = 0.7 * ppm, 0.0, 0.92
+        else:
+            width = LONG_BONES[label][2]
+            cortex, medulla, level = 0.16 * width * ppm, 0.35, 1.0
+        cortex = max(cortex, 0.6)
+        rim, inner = _bone_profile(dist, cortex, medulla)
+        val = (look.bone * level) * inner + look.cortex * rim
+        val *= mask
+        canvas[y0:y1, x0:x1] += val
+
+
+def _rotated_rect(centre, axis, half_len: float, half_wid: float) -> np.ndarray:
+    c = np.asarray(centre, np.float64)
+    d = np.asarray(axis, np.float64)
+    d = d / max(np.hypot(*d), 1e-9)
+    p = np.array([-d[1], d[0]])
+    return np.array([c + d * half_len + p * half_wid, c + d * half_len - p * half_wid,
+                     c - d * half_len - p * half_wid, c - d * half_len + p * half_wid])
+
+
+def _fill(canvas: np.ndarray, poly: np.ndarray, value: float) -> None:
+    """Add `value` inside a polygon (anti-aliased via a 4x-subpixel fill)."""
+    layer = np.zeros(canvas.shape, np.uint8)
+    cv2.fillPoly(layer, [np.rint(poly * 16).astype(np.int32).reshape(-1, 1, 2)], 255,
+                 lineType=cv2.LINE_AA, shift=4)
+    x, y, w, h = cv2.boundingRect(np.rint(poly).astype(np.int32).reshape(-1, 1, 2))
+    x0, y0 = max(x - 2, 0), max(y - 2, 0)
+    x1, y1 = min(x + w + 2, canvas.shape[1]), min(y + h + 2, canvas.shape[0])
+    canvas[y0:y1, x0:x1] += layer[y0:y1, x0:x1].astype(np.float32) * (value / 255.0)
+
+
+def _ellipse(centre, axis, half_len: float, half_wid: float, n: int = 24) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    d = np.asarray(axis, np.float64)
+    p = np.array([-d[1], d[0]])
+    return np.asarray(centre) + np.outer(np.cos(t) * half_len, d) + np.outer(np.sin(t) * half_wid, p)
+
+
+def _draw_edges(canvas: np.ndarray, geom: HandGeometry, edges: dict[str, Any],
+                rng: np.random.Generator) -> None:
+    ppm = geom.px_per_mm
+    ring = edges.get("ring")
+    if isinstance(ring, dict):
+        label = RAYS[ring["ray"]][-2]  # the proximal phalanx
+        centre, axis = geom.axes[label]
+        length = np.hypot(*np.ptp(geom.bones[label], axis=0))
+        c = centre + axis * (ring["at"] - 0.5) * 0.8 * length
+        half_w = geom.ray_radius[ring["ray"]] * 0.95
+        half_l = ring["width_mm"] * ppm / 2
+        _fill(canvas, _rotated_rect(c, axis, half_l, half_w), METAL * 0.7)
+        for s in (-1, 1):  # a ring seen edge-on at the sides of the finger is denser
+            side = c + np.array([-axis[1], axis[0]]) * s * half_w * 0.85
+            _fill(canvas, _rotated_rect(side, axis, half_l, half_w * 0.15), METAL * 0.5)
+    nails = edges.get("nail_art")
+    if isinstance(nails, dict):
+        for r in nails["rays"]:
+            label = RAYS[r][0]
+            centre, axis = geom.axes[label]
+            half = LONG_BONES[label][0] * ppm / 2
+            tip = centre + axis * half * 0.45
+            w = geom.ray_radius[r] * 0.8
+            _fill(canvas, _ellipse(tip, axis, half * 0.6, w), 0.12)
+            for _ in range(int(rng.integers(1, 4))):
+                off = axis * rng.uniform(-0.4, 0.4) * half + np.array([-axis[1], axis[0]]) * rng.uniform(-0.5, 0.5) * w
+                rad = rng.uniform(0.5, 1.1) * ppm
+                _fill(canvas, _ellipse(tip + off, axis, rad, rad, 12), METAL * 0.6)
+    implant = edges.get("implant")
+    if isinstance(implant, dict):
+        centre, axis = geom.axes["Radius"]
+        top = geom.bones["Radius"][:, 1].min()
+        length = implant["length_mm"] * ppm
+        start = np.array([centre[0], top]) - axis * 8 * ppm  # axis points distally (up)
+        mid = start - axis * length / 2
+        _fill(canvas, _rotated_rect(mid, axis, length / 2, 4.5 * ppm), METAL * 0.55)
+        head = start - axis * 3 * ppm
+        _fill(canvas, _rotated_rect(head, axis, 3.5 * ppm, 11 * ppm), METAL * 0.55)
+        perp = np.array([-axis[1], axis[0]])
+        for k in range(implant["screws"]):
+            if k < 3:
+                c = head + perp * (k - 1) * 7 * ppm
+            else:
+                c = start - axis * (10 + (k - 3) * 9) * ppm
+            _fill(canvas, _rotated_rect(c, perp, 1.4 * ppm, 1.4 * ppm), METAL * 0.5)
+
+
+LUT_SIZE, LUT_MAX = 4096, 2.0
+
+
+def tone_lut(look) -> np.ndarray:
+    """uint8 grey level for each of LUT_SIZE linear levels in [0, LUT_MAX]."""
+    x = np.linspace(0.0, LUT_MAX, LUT_SIZE)
+    y = (1.0 - np.exp(-1.6 * x)) / (1.0 - math.exp(-1.6 * 1.5))
+    y = look.gain * (y - 0.5) + 0.5 + look.offset
+    y = np.clip(y, 0.0, 1.0) ** look.gamma
+    return np.rint(255.0 * y).astype(np.uint8)
+
+
+def render(polys: dict[str, np.ndarray], geom: HandGeometry, look, edges: dict[str, Any],
+           rng: np.random.Generator) -> np.ndarray:
+    """The 3-channel 8-bit image (grey in all channels) of one posed hand."""
+    size = geom.size
+    low = max(32, size // 4)
+    img = np.empty((size, size), np.float32)
+    img[:] = _background(size, look)
+    tissue = cv2.resize(_tissue(geom, look, low), (size, size), interpolation=cv2.INTER_LINEAR)
+    img += look.tissue * tissue
+    bones = np.zeros((size, size), np.float32)
+    _draw_bones(bones, polys, geom, look)
+    tex = rng.standard_normal((low, low), dtype=np.float32)
+    tex = cv2.resize(cv2.GaussianBlur(tex, (0, 0), 0.8), (size, size), interpolation=cv2.INTER_LINEAR)
+    bones *= 1.0 + look.texture * 2.0 * tex
+    _draw_edges(bones, geom, edges, rng)
+    img += bones
+    sigma = look.blur * size / 2048.0
+    if sigma >= 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    half = max(16, size // 2)
+    noise = rng.standard_normal((half, half), dtype=np.float32)
+    noise = cv2.resize(noise, (size, size), interpolation=cv2.INTER_LINEAR)
+    img += noise * (look.noise * 1.4 / 255.0)
+    # tone curve (film-like shoulder so overlaps stay brighter without clipping, then contrast,
+    # brightness, gamma) as one 4096-entry lookup table
+    idx = img * ((LUT_SIZE - 1) / LUT_MAX)
+    np.clip(idx, 0, LUT_SIZE - 1, out=idx)
+    grey = tone_lut(look)[idx.astype(np.uint16)]
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
