@@ -56,3 +56,32 @@ def schematic_hand(size=256, side="R", wrist_deg=0.0, swap=None):
     masks = class_masks(anns, (size, size))
     img = (20 + 60 * masks.sum(0)).clip(0, 255).astype(np.uint8)
     return anns, img
+
+
+def write_schematic_layout(root, persons=8, size=128, swaps=None, rotated=(), test_persons=2):
+    """A competition-layout folder of schematic hands; `swaps` maps an image stem to a label pair,
+    `rotated` lists person numbers whose hands are turned 35 degrees at the wrist."""
+    from pathlib import Path
+
+    import cv2
+
+    from xaug.layout import PersonMeta, annotation_bytes, annotation_doc, write_meta
+
+    root = Path(root)
+    people = []
+    for i in range(1, persons + test_persons + 1):
+        pid = f"ID{i:03d}"
+        split = "train" if i <= persons else "test"
+        people.append(PersonMeta(pid, 20.0 + i, "MF"[i % 2], 55.0 + i, 160.0 + i, None))
+        for side in "RL":
+            stem = f"image{1661130000000 + i}_{side}"
+            anns, img = schematic_hand(size, side, 35.0 if i in rotated else 0.0, (swaps or {}).get(stem))
+            p = root / split / "DCM" / pid / f"{stem}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(cv2.imencode(".png", np.dstack([img] * 3))[1].tobytes())
+            j = root / split / "outputs_json" / pid / f"{stem}.json"
+            j.parent.mkdir(parents=True, exist_ok=True)
+            j.write_bytes(annotation_bytes(annotation_doc(anns, filename=f"{stem}.png", person=pid,
+                                                          height=size, width=size)))
+    write_meta(root / "meta_data.xlsx", people)
+    return root
