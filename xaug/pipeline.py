@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Literal, Sequence, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from xaug import __version__
 from xaug.errors import BadInput, XaugError
@@ -34,7 +35,7 @@ from xaug.errors import BadInput, XaugError
 if TYPE_CHECKING:  # the store is only needed when a pipeline runs
     from xaug.store import Dataset, Store
 
-NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"
+NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 # Items per task handed to a worker: a few images, so memory stays bounded by ~CHUNK decoded
 # images per worker while the per-task overhead (pickling plans and polygons) stays small.
 CHUNK = 4
@@ -49,8 +50,7 @@ class PipelineBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("augment", pattern=NAME_PATTERN, max_length=64,
-                      description="Base name of the version to write; the store appends _v<N>.")
+    name: str = Field("augment", description="Base name of the version to write; the store appends _v<N>.")
     source: str = Field("raw", min_length=1,
                         description="Source version: a name ('raw', newest), 'raw_v2', or a hash prefix.")
     split: Literal["train", "test"] = Field(
@@ -58,6 +58,14 @@ class PipelineBase(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of every random draw; another seed makes another version.")
     include_source: bool = Field(
         False, description="Also list the source items used, by reference (no bytes copied).")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, v) or re.search(r"_v\d+$", v):
+            raise ValueError(f"{v!r} is not a plain name: letters, digits, '_' or '-', starting with a "
+                             "letter, at most 64 characters, not ending in _v<N> (the store numbers versions)")
+        return v
 
 
 _MODELS: dict[tuple, type[BaseModel]] = {}

@@ -1,0 +1,160 @@
+"""`xaug rotate | mosaic | flip | run | schema` through the real CLI on a tiny store."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from _augment_data import make_augment_home, make_hands_layout
+from xaug.cli import app
+from xaug.store import Store
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli_augment")
+    return make_augment_home(root / "home", make_hands_layout(root / "layout"))
+
+
+@pytest.fixture
+def home(template, tmp_path) -> Path:
+    dst = tmp_path / "home"
+    shutil.copytree(template, dst)
+    return dst
+
+
+def xaug(home: Path, *args: str):
+    return runner.invoke(app, [*args, "--home", str(home)])
+
+
+def snapshot(home: Path) -> dict[str, bytes]:
+    return {p.relative_to(home).as_posix(): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+def test_rotate_then_the_same_command_is_a_cache_hit_and_another_seed_is_v2(home):
+    first = xaug(home, "rotate", "--angles", "-30:30", "--per-image", "2", "--jobs", "1")
+    assert first.exit_code == 0, first.output
+    assert re.match(r"rotate_v1 \([0-9a-f]{8}…\) 16 items \(16 made\)", first.stdout)
+    before = snapshot(home)
+    again = xaug(home, "rotate", "--angles", "-30:30", "--per-image", "2", "--jobs", "2")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith(first.stdout.split(" items")[0]) and "up to date" in again.stdout
+    assert snapshot(home) == before
+    other = xaug(home, "rotate", "--angles", "-30:30", "--per-image", "2", "--seed", "1", "-q")
+    assert other.exit_code == 0 and other.stdout.startswith("rotate_v2 ")
+
+
+def test_rotate_with_an_angle_list_and_wrist_pivot_records_provenance_for_show(home):
+    res = xaug(home, "rotate", "--angles", "-30,-15,15,30", "--pivot", "wrist", "--name", "wrist", "-q")
+    assert res.exit_code == 0, res.output
+    show = xaug(home, "show", "wrist", "--items", "--json")
+    assert show.exit_code == 0, show.output
+    items = json.loads(show.stdout)["items_list"]
+    assert items
+    for it in items:
+        prov = it["provenance"]
+        assert prov["op"] == "rotate" and prov["pivot"] == "wrist"
+        assert prov["angle"] in (-30, -15, 15, 30)
+        assert len(prov["matrix"]) == 2 and len(prov["matrix"][0]) == 3
+        assert prov["source"].startswith("train/DCM/")
+
+
+def test_mosaic_and_flip(home):
+    res = xaug(home, "mosaic", "--grid", "2x2", "--n", "3", "--beta", "0.3", "--seed", "2", "-q")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("mosaic_v1 ") and "3 items" in res.stdout
+    items = json.loads(xaug(home, "show", "mosaic", "--items", "--json").stdout)["items_list"]
+    assert all(it["provenance"]["patches"] for it in items)
+    res = xaug(home, "flip", "--include-source", "-q")
+    assert res.exit_code == 0, res.output
+    assert "by reference" in res.stdout
+    ds = Store(home).open("flip")
+    assert {it["side"] for it in ds.items if not it["stored_in"]} == {"R", "L"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["mosaic", "--grid", "2y2", "--n", "2"], "error: --grid: cannot read '2y2'"),
+    (["rotate", "--angles", "30:-30"], "error: --angles: range '30:-30' runs backwards"),
+    (["rotate", "--angles", "a:b"], "error: --angles: cannot read 'a:b'"),
+    (["rotate", "--per-image", "0"], "error: --per-image: Input should be greater than or equal to 1"),
+    (["mosaic", "--n", "0"], "error: --n: Input should be greater than or equal to 1"),
+    (["rotate", "--name", "bad name"], "error: --name: 'bad name' is not a plain name"),
+    (["rotate", "--name", "rotate_v3"], "error: --name: 'rotate_v3' is not a plain name"),
+    (["rotate", "--from", "nope"], "error: unknown dataset 'nope'"),
+])
+def test_bad_flags_give_one_line_exit_2_and_leave_the_store_alone(home, args, message):
+    before = snapshot(home)
+    res = xaug(home, *args)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), res.stderr
+    assert "Traceback" not in res.output
+    assert snapshot(home) == before
+
+
+def test_run_a_small_pipeline_file_then_the_cache_hit(home, tmp_path):
+    spec = tmp_path / "small.yaml"
+    spec.write_text("name: small\ninclude_source: true\nseed: 4\nsteps:\n"
+                    "  - op: rotate\n    pivot: wrist\n    angles: [-40, 40]\n"
+                    "  - op: mosaic\n    grid: 1x2\n    n: 2\n")
+    res = xaug(home, "run", str(spec), "--jobs", "2", "-q")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("small_v1 ") and "by reference" in res.stdout
+    ds = Store(home).open("small")
+    assert ds.kind == "pipeline" and {it["provenance"].get("op") for it in ds.items if not it["stored_in"]} \
+        == {"rotate", "mosaic"}
+    again = xaug(home, "run", str(spec), "-q")
+    assert again.exit_code == 0 and again.stdout.startswith("small_v1 ") and "up to date" in again.stdout
+    reseeded = xaug(home, "run", str(spec), "--seed", "5", "-q")
+    assert reseeded.exit_code == 0 and reseeded.stdout.startswith("small_v2 ")
+
+
+@pytest.mark.parametrize("path", sorted(PIPELINES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_pipeline_checks(home, path):
+    res = xaug(home, "run", str(path), "--check")
+    assert res.exit_code == 0, res.output
+    assert "valid;" in res.stdout and "not made yet" in res.stdout
+    assert not Store(home).names() or Store(home).names() == ["raw_v1"]
+
+
+def test_the_flags_and_the_yaml_make_the_same_plan(home):
+    res = xaug(home, "rotate", "--angles", "-30:30", "--per-image", "2", "-q")
+    assert res.exit_code == 0, res.output
+    check = xaug(home, "run", str(PIPELINES / "rotate.yaml"), "--check")
+    assert check.exit_code == 0 and "already made as rotate_v1" in check.stdout
+
+
+def test_run_reports_spec_problems_by_key_path_and_writes_nothing(home, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: r\nsteps:\n  - op: rotat\n  - op: mosaic\n    grid: 2x2\n    n: -1\n")
+    before = snapshot(home)
+    res = xaug(home, "run", str(bad))
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == f"error: {bad}: invalid pipeline (2 problems); nothing was run"
+    assert lines[1].startswith("error: steps.0.op: unknown op 'rotat' (did you mean 'rotate'?)")
+    assert lines[2].startswith("error: steps.1.n: Input should be greater than or equal to 1 (line 6)")
+    assert snapshot(home) == before
+
+    res = xaug(home, "run", str(tmp_path / "nope.yaml"))
+    assert res.exit_code == 2 and "nope.yaml: no such pipeline file" in res.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    res = xaug(home, "run", str(broken))
+    assert res.exit_code == 2 and f"{broken}:2: not valid YAML" in res.stderr
+
+
+def test_schema_prints_the_json_schema():
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 0
+    schema = json.loads(res.stdout)
+    assert schema["title"] == "xaug pipeline"
+    assert set(schema["properties"]) >= {"name", "source", "split", "seed", "include_source", "steps"}
+    assert set(schema["properties"]["steps"]["items"]["discriminator"]["mapping"]) == {"rotate", "mosaic", "flip"}
