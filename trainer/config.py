@@ -20,6 +20,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.01
     width: int = 32            # U-Net channels at full resolution
     depth: int = 5             # poolings
+    max_width: int = 256       # channel cap of the deepest levels
     norm: str = "batch"        # batch | group | instance | none
     bce_weight: float = 1.0
     dice_weight: float = 1.0

@@ -65,7 +65,7 @@ def load_model(run_dir: Path, device: str | torch.device = "auto", which: str | 
     path = Path(run_dir) / which if which else checkpoint_path(Path(run_dir))
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = ckpt["config"]
-    model = build_model(width=cfg["width"], depth=cfg["depth"], norm=cfg["norm"])
+    model = build_model(width=cfg["width"], depth=cfg["depth"], norm=cfg["norm"], max_width=cfg.get("max_width", 256))
     model.load_state_dict(ckpt["model"])
     model.to(dev).eval()
     if dev.type == "cuda":

@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = build_model(width=cfg.width, depth=cfg.depth, norm=cfg.norm).to(dev)
+    model = build_model(width=cfg.width, depth=cfg.depth, norm=cfg.norm, max_width=cfg.max_width).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)

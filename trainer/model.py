@@ -53,7 +53,7 @@ class UNet(nn.Module):
     """U-Net: `depth` poolings, `width` channels at full resolution, doubling per level (capped)."""
 
     def __init__(self, in_channels: int = 1, classes: int = 29, width: int = 32, depth: int = 5,
-                 norm: str = "batch", max_width: int = 512):
+                 norm: str = "batch", max_width: int = 256):
         super().__init__()
         if depth < 1:
             raise ValueError("depth must be >= 1")
@@ -75,8 +75,9 @@ class UNet(nn.Module):
 
 
 def build_model(width: int = 32, depth: int = 5, norm: str = "batch", classes: int = 29,
-                in_channels: int = 1) -> UNet:
-    return UNet(in_channels=in_channels, classes=classes, width=width, depth=depth, norm=norm)
+                in_channels: int = 1, max_width: int = 256) -> UNet:
+    return UNet(in_channels=in_channels, classes=classes, width=width, depth=depth, norm=norm,
+                max_width=max_width)
 
 
 def count_parameters(model: nn.Module) -> int:

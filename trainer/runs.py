@@ -121,7 +121,7 @@ def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: s
                  tta: str | None = None, device: str = "auto", progress: bool = True,
                  limit: int | None = None, workers: int | None = None) -> Evaluation:
     """Score a run's best checkpoint; writes eval_<dataset>_<split>.json/.csv (+ _images.csv)."""
-    from trainer.inference import load_model, run_config
+    from trainer.inference import checkpoint_path, load_model, run_config
     from trainer.loop import validate
     from trainer.config import TrainConfig
 
@@ -134,10 +134,29 @@ def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: s
     table = validate(model, samples, tcfg, progress, desc=f"evaluate {split}", tta=tta, workers=workers)
     stem = eval_stem(ds.name, split, tta)
     table.write_json(run_dir / f"{stem}.json", run=run_dir.name, dataset=ds.name, dataset_id=ds.id,
-                     split=split, tta=tta)
+                     split=split, tta=tta, checkpoint=checkpoint_path(run_dir).name, subsets=subsets(table, samples))
     table.write_class_csv(run_dir / f"{stem}.csv")
     table.write_image_csv(run_dir / f"{stem}_images.csv")
     return Evaluation(run_dir, ds.name, ds.id, split, tta, table, run_dir / f"{stem}.json", run_dir / f"{stem}.csv")
+
+
+def subsets(table, samples: list[Sample]) -> dict:
+    """Mean and per-class Dice of the wrist-rotated and the upright hands, when items record it
+    (synthetic data does: meta["wrist_rotated"])."""
+    from xaug.classes import CLASSES
+    import numpy as np
+
+    flags = [s.meta.get("wrist_rotated") if s.meta else None for s in samples]
+    if all(f is None for f in flags):
+        return {}
+    out = {}
+    for key, want in (("wrist_rotated", True), ("upright", False)):
+        rows = [r for r, f in zip(table.rows, flags) if bool(f) == want]
+        if rows:
+            per = np.mean(np.stack(rows), axis=0)
+            out[key] = {"images": len(rows), "mean_dice": float(per.mean()),
+                        "per_class": {c: float(d) for c, d in zip(CLASSES, per)}}
+    return out
 
 
 def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = None, split: str = "test",

@@ -92,14 +92,23 @@ def evaluate_cmd(
     ev = evaluate_run(open_store(home), run, dataset=dataset, split=split, tta=tta, device=device,
                       limit=limit, progress=not json_out)
     summary = {"run": str(ev.run_dir), "dataset": ev.dataset, "dataset_id": ev.dataset_id, "split": split,
-               "tta": tta, **ev.table.summary(), "csv": str(ev.csv_path), "json": str(ev.json_path)}
+               "tta": tta, **ev.table.summary(), "subsets": summary_subsets(ev.json_path),
+               "csv": str(ev.csv_path), "json": str(ev.json_path)}
     if json_out:
         print_json(summary)
         return
     per = ev.table.per_class()
     rows = [[c, [float(d)]] for c, d in zip(CLASSES, per)] + [["mean", [ev.table.mean()]]]
     out.print(_dice_table(f"{ev.run_dir.name} on {ev.dataset} {split} ({len(ev.table)} images)", ["Dice"], rows))
+    for key, sub in summary_subsets(ev.json_path).items():
+        out.print(f"{key}: {sub['images']} images, mean Dice {sub['mean_dice']:.4f}")
     out.print(f"mean Dice {ev.table.mean():.4f}; written {ev.csv_path} and {ev.json_path}")
+
+
+def summary_subsets(path: Path) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text()).get("subsets") or {}
 
 
 def predict_cmd(
@@ -121,17 +130,17 @@ def predict_cmd(
 def compare_cmd(
     runs: List[str] = typer.Argument(..., help="Run names or paths; the first is the baseline."),
     split: Optional[str] = typer.Option(None, "--split", help="Use each run's evaluation of this split (default: newest)."),
-    png: Optional[Path] = typer.Option(None, "--png", help="PNG to write (default: runs/compare.png)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="PNG to write (default: compare.png beside the first run)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
     """Per-class Dice of runs side by side, with the difference to the first run."""
     from trainer.compare import compare, plot_comparison
-    from trainer.runs import RUNS_ROOT, load_evaluation, run_path
+    from trainer.runs import load_evaluation, run_path
 
     evals = [load_evaluation(r, split) for r in runs]
     names = [run_path(r).name for r in runs]
     comp = compare(evals, names)
-    png_path = plot_comparison(comp, png or RUNS_ROOT / "compare.png")
+    png_path = plot_comparison(comp, png or run_path(runs[0]).parent / "compare.png")
     if json_out:
         print_json({**comp.to_json(), "png": str(png_path)})
         return
