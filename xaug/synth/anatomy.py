@@ -27,7 +27,7 @@ from xaug.classes import CLASSES, RAYS
 LONG_BONES: dict[str, tuple[float, float, float, float]] = {
     "finger-1": (21.5, 10.5, 6.5, 7.5), "finger-2": (30.0, 12.5, 8.0, 10.5),
     "finger-3": (44.0, 13.0, 8.5, 12.0),
-    "finger-4": (16.5, 8.5, 4.8, 6.0), "finger-5": (22.5, 10.5, 7.0, 8.5),
+    "finger-4": (16.5, 9.0, 5.2, 6.4), "finger-5": (22.5, 10.5, 7.0, 8.5),
     "finger-6": (39.0, 12.5, 7.8, 10.0), "finger-7": (66.0, 13.0, 7.5, 11.5),
     "finger-8": (18.5, 9.0, 5.0, 6.3), "finger-9": (27.0, 11.0, 7.3, 9.0),
     "finger-10": (44.0, 13.0, 8.2, 10.5), "finger-11": (63.0, 13.5, 8.0, 12.0),
@@ -55,7 +55,7 @@ CARPALS: dict[str, tuple[float, ...]] = {
     "Scaphoid": (-13.8, 2.2, 12.3, 5.4, 52.0, 0.35, 0.08, 0.00, 2.0),
     "Lunate": (-1.0, 7.3, 7.4, 6.2, 4.0, -0.30, 0.10, 0.04, 2.2),
     "Triquetrum": (10.8, 3.5, 6.4, 5.4, -28.0, 0.05, 0.10, 0.12, 2.2),
-    "Pisiform": (14.4, 2.0, 5.0, 5.6, 20.0, 0.00, 0.05, 0.00, 2.0),
+    "Pisiform": (14.4, 2.0, 4.9, 5.5, 20.0, 0.00, 0.05, 0.00, 2.0),
 }
 PROXIMAL_ROW = ("Scaphoid", "Lunate", "Triquetrum", "Pisiform")
 # Forearm outlines (closed control polygons, mm); they run far below any image.
@@ -274,12 +274,16 @@ def canonical_hand(shape: HandShape, pose: Pose) -> tuple[dict, list, list, np.n
     # Soft tissue: a palm around the metacarpals and carpals, a forearm band below the wrist.
     t = 4.0 * shape.tissue
     palm_pts = np.vstack([bones[lab] for lab in ("finger-7", "finger-11", "finger-15", "finger-19",
-                                                 "Trapezium", "Pisiform", "Hamate")]
-                         + [ray_paths[0][:2]])
+                                                 "Trapezium", "Trapezoid", "Pisiform", "Hamate")])
     hull = cv2.convexHull(palm_pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     centre = hull.mean(axis=0)
     vec = hull - centre
     palm = centre + vec * (1 + t / np.maximum(np.hypot(vec[:, 0], vec[:, 1]), 1e-6))[:, None]
+    # thumb web: from the first metacarpal to the second, concave once blurred
+    mc1, mc2 = ray_paths[0], ray_paths[1]
+    web = np.array([mc1[0], mc1[0] + 0.6 * (mc1[1] - mc1[0]), mc2[0] + 0.45 * (mc2[1] - mc2[0]),
+                    mc2[0]])
+    palm = np.vstack([palm, web])  # drawn as one filled outline made of two rings
     forearm = smooth_closed(np.array([(-33, 0), (-25, -8), (20, -8), (29, 0), (31, 60), (34, 700),
                                       (-40, 700), (-37, 60)]) * [shape.tissue ** 0.3, 1.0], 64)
     axes["Radius"] = (np.array([-9.0, 40.0]), np.array([0.0, -1.0]))

@@ -188,7 +188,7 @@ def draw_item(seed: int, index: int, person: Person, side: str, stem: str, rotat
     if "hand_rotated" in edges:
         rotation = float(rng.choice([-1, 1]) * rng.uniform(10, 25))
         edges["hand_rotated"] = {"degrees": round(rotation, 2)}
-    pose = Pose(wrist_deg=wrist, spread=float(np.clip(rng.normal(1.0, 0.35), 0.2, 2.0)),
+    pose = Pose(wrist_deg=wrist, spread=float(np.clip(rng.normal(1.0, 0.3), 0.5, 1.8)),
                 flex=tuple(float(x) for x in flex), rotation_deg=rotation,
                 shift=(float(rng.normal(0, 0.02)), float(rng.normal(0, 0.012))),
                 zoom=float(rng.normal(1.0, 0.03)))
