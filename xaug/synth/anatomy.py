@@ -48,14 +48,14 @@ JOINT_GAPS: tuple[float, ...] = (1.6, 1.3, 1.1)
 #   bend bananas the shape (scaphoid, lunate), egg widens one end (capitate head),
 #   lobes adds a triangular component (triquetrum, hamate), exponent > 2 squares the outline.
 CARPALS: dict[str, tuple[float, ...]] = {
-    "Trapezium": (-19.5, -10.5, 7.0, 6.8, 28.0, 0.10, 0.00, 0.10, 2.6),
-    "Trapezoid": (-10.3, -15.0, 4.6, 5.3, 8.0, 0.00, 0.12, 0.06, 2.5),
-    "Capitate": (-0.2, -8.5, 6.3, 11.0, -4.0, 0.00, 0.22, 0.03, 2.3),
-    "Hamate": (11.3, -10.5, 6.8, 9.2, -14.0, 0.05, 0.15, 0.13, 2.2),
-    "Scaphoid": (-13.8, 2.2, 12.3, 5.4, 52.0, 0.35, 0.08, 0.00, 2.0),
-    "Lunate": (-1.0, 7.3, 7.4, 6.2, 4.0, -0.30, 0.10, 0.04, 2.2),
-    "Triquetrum": (10.8, 3.5, 6.4, 5.4, -28.0, 0.05, 0.10, 0.12, 2.2),
-    "Pisiform": (14.4, 2.0, 4.9, 5.5, 20.0, 0.00, 0.05, 0.00, 2.0),
+    "Trapezium": (-19.5, -10.5, 7.7, 7.4, 28.0, 0.10, 0.00, 0.10, 2.6),
+    "Trapezoid": (-10.3, -15.0, 4.8, 5.5, 8.0, 0.00, 0.12, 0.06, 2.5),
+    "Capitate": (-0.2, -8.7, 7.0, 11.8, -4.0, 0.00, 0.22, 0.03, 2.3),
+    "Hamate": (11.3, -10.5, 7.4, 9.9, -14.0, 0.05, 0.15, 0.13, 2.2),
+    "Scaphoid": (-13.8, 1.2, 13.2, 6.0, 52.0, 0.35, 0.08, 0.00, 2.0),
+    "Lunate": (-1.0, 5.0, 8.1, 6.9, 4.0, -0.30, 0.10, 0.04, 2.2),
+    "Triquetrum": (10.6, 2.0, 7.1, 6.0, -28.0, 0.05, 0.10, 0.12, 2.2),
+    "Pisiform": (14.4, 0.6, 5.1, 5.7, 20.0, 0.00, 0.05, 0.00, 2.0),
 }
 PROXIMAL_ROW = ("Scaphoid", "Lunate", "Triquetrum", "Pisiform")
 # Forearm outlines (closed control polygons, mm); they run far below any image.
@@ -269,8 +269,8 @@ def canonical_hand(shape: HandShape, pose: Pose) -> tuple[dict, list, list, np.n
         f = shape.carpal_size[k] * shape.width ** 0.5
         bones[label] = carpal_outline(cx + dx, cy + dy, rx * f, ry * f, ang, bend, egg, lobes, expo,
                                       tuple(wob[CLASSES.index(label)])[:6])
-    bones["Radius"] = smooth_closed(np.array(RADIUS_CTRL) * [shape.width, 1.0], DENSE * 2)
-    bones["Ulna"] = smooth_closed(np.array(ULNA_CTRL) * [shape.width, 1.0], DENSE * 2)
+    bones["Radius"] = smooth_closed(np.array(RADIUS_CTRL) * [shape.width, 1.0] - [0.0, 2.0], DENSE * 2)
+    bones["Ulna"] = smooth_closed(np.array(ULNA_CTRL) * [shape.width, 1.0] - [0.0, 2.0], DENSE * 2)
     # Soft tissue: a palm around the metacarpals and carpals, a forearm band below the wrist.
     t = 4.0 * shape.tissue
     palm_pts = np.vstack([bones[lab] for lab in ("finger-7", "finger-11", "finger-15", "finger-19",

@@ -150,8 +150,8 @@ def draw_look(rng: np.random.Generator, edges: dict[str, Any]) -> Look:
     look = Look(
         background=float(rng.uniform(0.03, 0.09)), gradient=float(rng.uniform(0.0, 0.08)),
         band=float(rng.uniform(0.3, 0.7)), band_px=float(rng.uniform(20, 60)),
-        tissue=float(rng.uniform(0.30, 0.42)), bone=float(rng.uniform(0.22, 0.30)),
-        cortex=float(rng.uniform(0.12, 0.20)), texture=float(rng.uniform(0.08, 0.16)),
+        tissue=float(rng.uniform(0.30, 0.40)), bone=float(rng.uniform(0.17, 0.24)),
+        cortex=float(rng.uniform(0.24, 0.36)), texture=float(rng.uniform(0.14, 0.22)),
         blur=float(rng.uniform(1.0, 2.0)), noise=float(rng.uniform(1.5, 4.0)),
         gain=float(rng.normal(1.0, 0.08)), offset=float(rng.normal(0.0, 0.03)),
         gamma=float(np.exp(rng.normal(0.0, 0.10))))

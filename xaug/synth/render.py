@@ -49,15 +49,16 @@ def _tissue(geom: HandGeometry, look, low: int) -> np.ndarray:
         cv2.polylines(m, [pts], False, 1, thickness=t)
         cv2.circle(m, tuple(int(v) for v in pts[-1]), max(1, t // 2), 1, -1)
     d = cv2.distanceTransform(m, cv2.DIST_L2, 3)
-    tau = 3.5 * geom.px_per_mm * f
+    tau = 2.5 * geom.px_per_mm * f
     thick = 1.0 - np.exp(-d / max(tau, 1e-3))
-    return cv2.GaussianBlur(thick, (0, 0), max(0.6, 1.2 * geom.px_per_mm * f))
+    return cv2.GaussianBlur(thick, (0, 0), max(0.5, 0.25 * geom.px_per_mm * f))
 
 
 def _bone_profile(dist: np.ndarray, cortex_px: float, medulla: float) -> np.ndarray:
     """Brightness across a bone from the distance to its outline: bright cortex, softer inside."""
-    rim = np.exp(-dist / cortex_px)
-    inner = 1.0 - medulla * np.clip((dist - 2.5 * cortex_px) / (5.0 * cortex_px), 0.0, 1.0)
+    # the projected cortex is thickest just inside the outline, then falls off into the medulla
+    rim = np.minimum(dist / (0.5 * cortex_px), 1.0) * np.exp(-np.maximum(dist - cortex_px, 0.0) / (0.8 * cortex_px))
+    inner = 1.0 - medulla * np.clip((dist - 1.5 * cortex_px) / (3.0 * cortex_px), 0.0, 1.0)
     return rim, inner
 
 
@@ -74,14 +75,14 @@ def _draw_bones(canvas: np.ndarray, polys: dict[str, np.ndarray], geom: HandGeom
         cv2.fillPoly(mask, [(ring - [x0, y0]).reshape(-1, 1, 2)], 1)
         # distance to the outline; the image border is not an outline (forearm bones)
         pad = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-        dist = cv2.distanceTransform(pad, cv2.DIST_L2, 3)[1:-1, 1:-1]
+        dist = cv2.distanceTransform(pad, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
         if label in FOREARM:
-            cortex, medulla, level = 2.2 * ppm, 0.45, 1.0
+            cortex, medulla, level = 1.6 * ppm, 0.5, 1.0
         elif label in CARPALS:
-            cortex, medulla, level = 0.7 * ppm, 0.0, 0.92
+            cortex, medulla, level = 0.55 * ppm, 0.15, 1.0
         else:
             width = LONG_BONES[label][2]
-            cortex, medulla, level = 0.16 * width * ppm, 0.35, 1.0
+            cortex, medulla, level = 0.13 * width * ppm, 0.5, 1.0
         cortex = max(cortex, 0.6)
         rim, inner = _bone_profile(dist, cortex, medulla)
         val = (look.bone * level) * inner + look.cortex * rim

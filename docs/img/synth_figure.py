@@ -1,0 +1,58 @@
+"""Regenerate docs/img/synth_grid.png: synthetic hands beside their colour overlays.
+
+    python docs/img/synth_figure.py
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from xaug.raster import class_masks, overlay
+from xaug.synth.generate import render_item
+from xaug.synth.plan import plan_dataset
+
+SIZE, TILE = 1024, 360
+WANTED = [("plain (right)", lambda it: not it.edges and not it.rotated and it.side == "R"),
+          ("plain (left)", lambda it: not it.edges and not it.rotated and it.side == "L"),
+          ("rotated wrist", lambda it: it.rotated and not it.edges),
+          ("rotated wrist", lambda it: it.rotated and it.pose.wrist_deg * (1 if it.side == "R" else -1) < 0),
+          ("ring", lambda it: "ring" in it.edges),
+          ("nail art", lambda it: "nail_art" in it.edges),
+          ("wrist implant", lambda it: "implant" in it.edges),
+          ("bent fingers", lambda it: "bent_fingers" in it.edges),
+          ("hand rotated", lambda it: "hand_rotated" in it.edges),
+          ("bright", lambda it: "bright" in it.edges),
+          ("dark", lambda it: "dark" in it.edges)]
+
+
+def tile(img: np.ndarray, text: str) -> np.ndarray:
+    t = cv2.resize(img, (TILE, TILE), interpolation=cv2.INTER_AREA)
+    cv2.putText(t, text, (8, TILE - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1, cv2.LINE_AA)
+    return t
+
+
+def main() -> None:
+    items, _ = plan_dataset(60, 60, seed=0, rotated_train=0.12, rotated_test=0.6)
+    tiles = []
+    used: set[int] = set()
+    for title, pick in WANTED:
+        it = next(i for i in items if pick(i) and i.index not in used)
+        used.add(it.index)
+        img, anns = render_item(it, SIZE)
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        ov = overlay(img, class_masks(anns, (SIZE, SIZE)))
+        extra = f" {abs(it.pose.wrist_deg):.0f} deg" if it.rotated else ""
+        tiles += [tile(rgb, f"{title}{extra}"), tile(ov, f"{it.split} {it.side}")]
+    while len(tiles) % 6:
+        tiles.append(np.zeros_like(tiles[0]))
+    rows = [np.hstack(tiles[i:i + 6]) for i in range(0, len(tiles), 6)]
+    grid = np.vstack(rows)
+    out = Path(__file__).with_name("synth_grid.png")
+    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    print(out, grid.shape)
+
+
+if __name__ == "__main__":
+    main()
