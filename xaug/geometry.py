@@ -395,8 +395,8 @@ class WristFrame:
     estimated: bool = True
 
     def to_json(self) -> dict:
-        return {"pivot": [round(v, 3) for v in self.pivot], "axis": [round(v, 6) for v in self.axis],
-                "half_width": round(self.half_width, 3), "estimated": self.estimated}
+        return {"pivot": list(self.pivot), "axis": list(self.axis), "half_width": self.half_width,
+                "estimated": self.estimated}
 
 
 def _points_of(annotations: Iterable[Annotation], labels: Iterable[str]) -> np.ndarray:
@@ -432,7 +432,9 @@ def wrist_frame(annotations: Sequence[Annotation], shape: Sequence[int]) -> Wris
     level = 0.5 * (s_f + s_p)
     pivot = c_p + axis * (level - float(c_p @ axis))
     half = max(floor_hw, 0.5 * abs(s_p - s_f))
-    return WristFrame((float(pivot[0]), float(pivot[1])), (float(axis[0]), float(axis[1])), half, True)
+    # rounded here so the recorded provenance reproduces the matrix exactly
+    return WristFrame((round(float(pivot[0]), 3), round(float(pivot[1]), 3)),
+                      (round(float(axis[0]), 6), round(float(axis[1]), 6)), round(half, 3), True)
 
 
 def split_hand(annotations: Iterable[Annotation]) -> tuple[list[Annotation], list[Annotation]]:
