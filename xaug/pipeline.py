@@ -260,7 +260,8 @@ class Plan:
     spec: Any
     key: str
     source: "Dataset"
-    samples: dict[str, Any]            # source relpath -> Sample (annotations loaded)
+    samples: dict[str, Any]            # source relpath -> Sample (labels are parsed by the workers)
+    labels: dict[str, str | None]      # source relpath -> its label file, where it has one
     tasks: list[Task]
     references: list[Any] = field(default_factory=list)   # source Samples listed by reference
 
@@ -273,7 +274,7 @@ class Plan:
 def source_samples(ds: "Dataset", split: str) -> list:
     """The samples a pipeline may read: one split; from train only non-validation persons."""
     role = "train" if split == "train" else None
-    samples = ds.samples(split=split, role=role, load=True)
+    samples = ds.samples(split=split, role=role, load=False)
     if not samples:
         extra = " outside the validation fold" if role else ""
         raise BadInput(f"no {split} images{extra} in {ds.name}; choose another split or source",
@@ -294,13 +295,23 @@ def source_infos(samples: Sequence) -> list:
     return infos
 
 
-def make_plan(store: "Store", spec) -> Plan:
-    """Resolve the source, compute the plan key and draw every item's parameters."""
+def label_paths(ds: "Dataset", samples: Sequence) -> dict[str, str | None]:
+    """Where each sample's label JSON is (own or referenced bytes); None without a label."""
+    items = {it["image"]["path"]: it for it in ds.items}
+    out: dict[str, str | None] = {}
+    for s in samples:
+        it = items[s.relpath]
+        out[s.relpath] = str(ds.file_path(it["label"], it.get("stored_in"))) if it.get("label") else None
+    return out
+
+
+def make_plan(store: "Store", spec, source: "Dataset | None" = None) -> Plan:
+    """Resolve the source, compute the plan key and draw every item's parameters (no pixels read)."""
     from xaug.layout import image_relpath
     from xaug.ops import get_op
     from xaug.ops.base import split_side
 
-    ds = store.open(spec.source)
+    ds = source or store.open(spec.source)
     key = plan_key(spec, ds.id)
     samples = source_samples(ds, spec.split)
     infos = source_infos(samples)
@@ -329,7 +340,7 @@ def make_plan(store: "Store", spec) -> Plan:
                 fold = first.fold  # the output keeps the source's person, so it keeps its fold
             tasks.append(Task(step_index, step.op, item, rel, item.person, item.side, item.split, fold))
     refs = list(samples) if spec.include_source else []
-    return Plan(spec, key, ds, by_rel, tasks, refs)
+    return Plan(spec, key, ds, by_rel, label_paths(ds, samples), tasks, refs)
 
 
 # ---------------------------------------------------------------- execution
@@ -369,10 +380,11 @@ def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool =
 
     for step in spec.steps:  # fail on an unknown op before touching the store
         get_op(step.op)
-    plan = make_plan(store, spec)
-    existing = store.find_plan(plan.key)
-    if existing is not None:
+    source = store.open(spec.source)
+    existing = store.find_plan(plan_key(spec, source.id))
+    if existing is not None:  # decided before a single label or pixel is read
         return RunResult(existing, cached=True)
+    plan = make_plan(store, spec, source)
     jobs = default_jobs() if not jobs or jobs < 1 else int(jobs)
     with store.build(name=spec.name, kind=plan.kind, plan_key=plan.key, source=plan.source,
                      spec=resolved_spec(spec), seed=spec.seed) as b:
@@ -411,16 +423,12 @@ def _execute(staging: Path, plan: Plan, todo: list[Task], jobs: int, progress: b
     chunks = list(_chunks(todo, CHUNK))
 
     def payload(chunk: list[Task]) -> dict[str, tuple]:
-        rels = {r for t in chunk for r in t.plan.sources}
-        return {r: _source_payload(plan.samples[r]) for r in rels}
+        rels = sorted({r for t in chunk for r in t.plan.sources})
+        return {r: (str(plan.samples[r].image_path), plan.labels[r]) for r in rels}
 
     with _progress_bar(progress, total, done, plan.spec.name) as advance:
-        if jobs == 1 or len(chunks) == 1:
-            worker = _Worker()
-            for chunk in chunks:
-                out = worker.run(Path(staging), chunk, payload(chunk))
-                records += out
-                advance(len(out))
+        if jobs == 1 or len(chunks) == 1:  # in this process, one stream (sources are only paths)
+            records = _Worker().run(Path(staging), todo, payload(todo), on_done=advance)
         else:
             from joblib import Parallel, delayed
 
@@ -433,10 +441,6 @@ def _execute(staging: Path, plan: Plan, todo: list[Task], jobs: int, progress: b
     return records
 
 
-def _source_payload(sample) -> tuple:
-    return (str(sample.image_path), sample.annotations or [])
-
-
 def _run_chunk(staging: str, chunk: list[Task], sources: dict[str, tuple]) -> list[dict]:
     """A joblib task: make and stage each item of the chunk (one image at a time)."""
     import cv2
@@ -446,43 +450,65 @@ def _run_chunk(staging: str, chunk: list[Task], sources: dict[str, tuple]) -> li
 
 
 class _Worker:
-    """Applies plans; keeps the last few decoded sources (rotate -K decodes each source once)."""
+    """Applies plans one image at a time. Keeps the last few decoded sources (rotate -K decodes
+    each source once) and hands each finished item to one writer thread, so writing and hashing
+    item i overlaps computing item i+1 (at most one finished item waits: memory stays bounded)."""
 
     def __init__(self) -> None:
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[str, tuple] = {}
 
     def load(self, sources: dict[str, tuple]) -> Callable[[str], tuple]:
-        from xaug.layout import read_image
+        from xaug.layout import parse_annotation_doc, read_image
 
         def load(relpath: str):
-            path, annotations = sources[relpath]
-            image = self.cache.get(path)
-            if image is None:
-                image = read_image(path)
+            image_path, label_path = sources[relpath]
+            hit = self.cache.get(image_path)
+            if hit is None:
+                image = read_image(image_path)
                 image.setflags(write=False)  # ops must not modify a cached source in place
+                annotations: list = []
+                if label_path is not None:
+                    annotations, _, problems, _ = parse_annotation_doc(Path(label_path).read_bytes(), label_path)
+                    if problems:
+                        raise BadInput(problems[0], problems=problems[1:])
                 if len(self.cache) >= IMAGE_CACHE:
                     self.cache.pop(next(iter(self.cache)))
-                self.cache[path] = image
-            return image, list(annotations)
+                hit = self.cache[image_path] = (image, annotations)
+            return hit[0], list(hit[1])
 
         return load
 
-    def run(self, staging: Path, chunk: list[Task], sources: dict[str, tuple]) -> list[dict]:
+    def run(self, staging: Path, chunk: list[Task], sources: dict[str, tuple],
+            on_done: Callable[[int], None] | None = None) -> list[dict]:
+        from concurrent.futures import ThreadPoolExecutor
+
         from xaug.layout import annotation_bytes, annotation_doc, encode_png
         from xaug.ops import get_op
         from xaug.store import stage_item
 
         load = self.load(sources)
-        records = []
-        for task in chunk:
-            image, annotations, provenance = get_op(task.op).apply(task.plan, load)
-            h, w = image.shape[:2]
-            name = Path(task.relpath).name
-            doc = annotation_doc(annotations, None, filename=name, person=task.person, height=h, width=w)
-            provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
-            records.append(stage_item(staging, task.relpath, encode_png(image), annotation_bytes(doc),
-                                      person=task.person, side=task.side, split=task.split,
-                                      fold=task.fold, provenance=provenance, meta={}))
+        records: list[dict] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaug-write") as writer:
+            pending = None
+            for task in chunk:
+                image, annotations, provenance = get_op(task.op).apply(task.plan, load)
+                h, w = image.shape[:2]
+                png = encode_png(image)
+                del image
+                doc = annotation_doc(annotations, None, filename=Path(task.relpath).name, person=task.person,
+                                     height=h, width=w)
+                provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
+                if pending is not None:
+                    records.append(pending.result())
+                    if on_done:
+                        on_done(1)
+                pending = writer.submit(stage_item, staging, task.relpath, png, annotation_bytes(doc),
+                                        person=task.person, side=task.side, split=task.split,
+                                        fold=task.fold, provenance=provenance, meta={})
+            if pending is not None:
+                records.append(pending.result())
+                if on_done:
+                    on_done(1)
         return records
 
 
