@@ -95,6 +95,7 @@ def errors_cmd(
     overlay_size: int = typer.Option(1024, "--overlay-size", min=64, help="Overlay image side."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: hflip."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Where a run's predictions fail: confusion (red), missed (yellow), over-prediction (green)."""
@@ -109,7 +110,7 @@ def errors_cmd(
     ds, samples = eval_samples(store, cfg, dataset, split)
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
     folder = out_dir or run_dir / f"errors_{ds.name}_{split}"
-    res = write_error_report(predict_dataset(run_dir, samples, device=device, tta=tta), folder,
+    res = write_error_report(predict_dataset(run_dir, samples, device=device, tta=tta, workers=workers), folder,
                              title=f"Errors of run {run_dir.name} on {ds.name} ({split})",
                              subtitle=f"{len(samples)} images, run {run_dir}", boundary_px=boundary_px,
                              overlay_side=overlay_size, total=len(samples))

@@ -142,8 +142,12 @@ def polygon_counts(annotations: Iterable) -> np.ndarray:
 
 def overlap_pixels(masks: np.ndarray) -> np.ndarray:
     """(29, 29) pixels shared by each pair of channels of a (29, H, W) 0/1 stack; diagonal = area."""
-    flat = np.asarray(masks).reshape(masks.shape[0], -1).astype(np.float32)
-    return np.rint(flat @ flat.T).astype(np.int64)
+    flat = np.asarray(masks).reshape(masks.shape[0], -1).astype(bool)
+    shared = np.flatnonzero(flat.sum(0, dtype=np.int32) >= 2)  # few pixels: keep the product small
+    sub = flat[:, shared].astype(np.float32)
+    out = np.rint(sub @ sub.T).astype(np.int64)
+    out[np.diag_indices(len(out))] = flat.sum(1, dtype=np.int64)
+    return out
 
 
 def scaled_overlap(annotations: Sequence, shape: tuple[int, int], max_side: int = 512) -> tuple[np.ndarray, float]:
