@@ -182,8 +182,41 @@ def test_wrist_pivot_turns_the_hand_and_keeps_the_forearm():
     s = (xx - px) * nx + (yy - py) * ny
     rotated = G.warp_image(img, m)
     assert np.array_equal(out[s <= -hw - 1], img[s <= -hw - 1])
-    assert np.array_equal(out[s >= hw + 1], rotated[s >= hw + 1])
+    # the turned fingers are the rotated image's pixels
+    fingers = class_masks([a for a in out_anns if a.label.startswith("finger")], (size, size)).max(0) > 0
+    fingers &= s >= hw + 1
+    assert fingers.sum() > 1000 and np.array_equal(out[fingers], rotated[fingers])
+    # the detector band along the top stays put (it does not turn with the hand)
+    band = G.top_band_rows(img)
+    assert band >= 4 and np.array_equal(out[:band], img[:band])
     assert np.array_equal(src, img)
+
+
+def test_wrist_pivot_leaves_no_forearm_ghost():
+    size = 256
+    img, anns = make_hand(size, channels=1)
+    out, out_anns, prov = OP.apply(plan_for(40.0, "wrist"), lambda rel: (img, anns))
+    m = np.asarray(prov["matrix"])
+    # where the turned Radius/Ulna would land on the hand side, no bright bone remains
+    turned_forearm = class_masks(G.transform_annotations([a for a in anns if a.label in FOREARM], m,
+                                                         (size, size)), (size, size)).max(0) > 0
+    kept_bones = class_masks(out_anns, (size, size)).max(0) > 0
+    px, py = prov["wrist"]["pivot"]
+    nx, ny = prov["wrist"]["axis"]
+    yy, xx = np.mgrid[0:size, 0:size]
+    hand_side = (xx - px) * nx + (yy - py) * ny >= prov["wrist"]["half_width"] + 2
+    ghost = turned_forearm & hand_side & ~cv2.dilate(kept_bones.astype(np.uint8), np.ones((5, 5))).astype(bool)
+    assert ghost.sum() > 20
+    bone_level = np.median(img[class_masks([a for a in anns if a.label == "Radius"], (size, size))[27] > 0])
+    assert np.median(out[ghost]) < bone_level - 30
+
+
+def test_top_band_rows():
+    img = np.full((100, 50), 20, np.uint8)
+    assert G.top_band_rows(img) == 0
+    img[:5] = 220
+    img[5:7] = 40
+    assert G.top_band_rows(img) == 7
 
 
 def test_wrist_pivot_band_width_and_fidelity():

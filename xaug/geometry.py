@@ -377,6 +377,24 @@ def blend_band(base: np.ndarray, moved: np.ndarray, point: Sequence[float], norm
     return out
 
 
+def top_band_rows(img: np.ndarray, min_delta: float = 40.0, tail_delta: float = 6.0,
+                  max_fraction: float = 0.1) -> int:
+    """How many rows at the top form the detector's bright band (0 when there is none).
+
+    Judged on the median of each row's 4 leftmost and 4 rightmost pixels: row 0 must be at
+    least `min_delta` above the background value; the band (with its soft tail) goes on while
+    rows stay more than `tail_delta` above it.
+    """
+    h = img.shape[0]
+    lim = max(1, int(h * max_fraction))
+    edge = np.concatenate([img[:lim, :4].reshape(lim, -1), img[:lim, -4:].reshape(lim, -1)], axis=1)
+    level = np.median(edge, axis=1) - float(np.mean(background_value(img)))
+    if level[0] < min_delta:
+        return 0
+    above = level > tail_delta
+    return lim if above.all() else int(np.argmin(above))
+
+
 # ---------------------------------------------------------------- the wrist
 
 
@@ -445,11 +463,121 @@ def split_hand(annotations: Iterable[Annotation]) -> tuple[list[Annotation], lis
     return hand, forearm
 
 
+def _rasterise(annotations: Iterable[Annotation], shape: tuple[int, int], offset=(0, 0),
+               m: np.ndarray | None = None) -> np.ndarray:
+    """One uint8 0/1 mask of the union of the rings (optionally moved by `m`, in float) in a
+    (h, w) window whose top-left pixel is `offset`; sub-pixel exact (fillPoly shift=4)."""
+    mask = np.zeros(shape, np.uint8)
+    for a in annotations:
+        pts = np.asarray(a.points, float).reshape(-1, 2)
+        if m is not None:
+            pts = apply_points(pts, m)
+        pts = pts - np.asarray(offset, float)
+        if len(pts) >= 3:
+            cv2.fillPoly(mask, [np.rint(pts * 16).astype(np.int32).reshape(-1, 1, 2)], 1, shift=4)
+    return mask
+
+
+def erase_forearm_near_wrist(src: np.ndarray, annotations: Sequence[Annotation], frame: WristFrame,
+                             angle: float, half_width: float) -> None:
+    """In place on `src`: paint the Radius/Ulna pixels that a turn by `angle` would carry across
+    the band with the surrounding soft-tissue level, so the turned hand shows no ghost of them.
+
+    Works in the bounding box of those forearm points only.
+    """
+    hand, forearm = split_hand(annotations)
+    pts = _points_of(forearm, FOREARM)
+    if len(pts) == 0:
+        return
+    h, w = src.shape[:2]
+    piv = np.asarray(frame.pivot, float)
+    ax = np.asarray(frame.axis, float) / np.linalg.norm(frame.axis)
+    perp = np.array([-ax[1], ax[0]])
+    s = (pts - piv) @ ax
+    lateral = np.abs((pts - piv) @ perp).max()
+    a = np.deg2rad(min(abs(angle), 89.0))
+    reach = (half_width + lateral * np.sin(a)) / max(np.cos(a), 1e-3) + 2 * half_width
+    near = pts[s >= -reach]
+    if len(near) == 0:
+        return
+    ring = max(3, int(round(0.006 * max(h, w))))
+    pad = 2 * ring + 2
+    x0, y0 = (np.floor(near.min(0)).astype(int) - pad).clip(0)
+    x1, y1 = np.minimum(np.ceil(near.max(0)).astype(int) + pad + 1, (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return
+    win = (y1 - y0, x1 - x0)
+    bone = _rasterise(forearm, win, (x0, y0))
+    # only the part within reach of the band: rows/cols whose s >= -reach
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    within = ((xx - piv[0]) * ax[0] + (yy - piv[1]) * ax[1]) >= -reach
+    bone &= within.astype(np.uint8)
+    hand_mask = _rasterise(hand, win, (x0, y0))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    around = cv2.dilate(bone, kernel)
+    tissue_px = (around > 0) & (bone == 0) & (hand_mask == 0)
+    sub = src[y0:y1, x0:x1]
+    if not tissue_px.any():
+        return
+    tissue = np.median(sub[tissue_px], axis=0)
+    # a soft edge: the painted area is the bone grown by 1 px, blurred, never over hand bones
+    paint = cv2.dilate(bone, np.ones((3, 3), np.uint8)).astype(np.float32)
+    paint = cv2.GaussianBlur(paint, (0, 0), 1.0) * (1 - hand_mask)
+    if sub.ndim == 3:
+        paint = paint[:, :, None]
+    sub[...] = np.rint(sub * (1 - paint) + np.asarray(tissue, np.float32) * paint).astype(src.dtype)
+
+
+def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float, frame: WristFrame,
+               half_width: float, fill: str | float | Sequence[float] | None = "background"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The hand turned by `angle` degrees about the wrist while the forearm stays: (image, matrix).
+
+    1. the hand-side source is a copy of `img` in which the Radius/Ulna pixels near the wrist
+       are painted with soft tissue and the top detector band with the background (neither
+       should turn with the hand);
+    2. that copy is warped by the rotation about `frame.pivot`;
+    3. the result is blended with `img` across the band (`blend_band`) and the top band rows
+       are put back where no turned hand bone reaches them.
+    """
+    h, w = img.shape[:2]
+    m = rotation_matrix(angle, frame.pivot)
+    if angle == 0:
+        return img.copy(), m
+    border = _border_value(img, fill)
+    src = img.copy()
+    erase_forearm_near_wrist(src, annotations, frame, angle, half_width)
+    band = top_band_rows(img)
+    if band:
+        channels = src.shape[2] if src.ndim == 3 else 1
+        fill_px = np.rint(np.asarray(border[:channels])).astype(src.dtype)
+        src[:band] = fill_px if src.ndim == 3 else fill_px[0]
+    moved = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=border).reshape(img.shape)
+    out = blend_band(img, moved, frame.pivot, frame.axis, half_width, out=moved)
+    if band:
+        hand, _ = split_hand(annotations)
+        turned = [apply_points(a.points, m) for a in hand if len(a.points)]
+        keep = np.ones(w, bool)  # columns where the band can come back
+        for p in turned:
+            hit = p[p[:, 1] < band + 2]
+            if len(hit):
+                lo = int(max(0, np.floor(hit[:, 0].min()) - 2))
+                hi = int(min(w, np.ceil(hit[:, 0].max()) + 3))
+                keep[lo:hi] = False
+        if keep.all():
+            out[:band] = img[:band]
+        else:
+            out[:band, keep] = img[:band, keep]
+    return out, m
+
+
 __all__ = [
     "identity_matrix", "rotation_matrix", "translation_matrix", "hflip_matrix", "resize_matrix",
     "compose", "invert", "is_identity", "apply_points", "round_half_up",
     "canvas_box", "rect_box", "polygonal_parts", "valid_parts", "snap_to_grid", "ring_points",
     "clip_polygons", "transform_annotation", "transform_annotations", "annotation_area",
     "background_value", "warp_image", "hflip_image", "crop", "blend_band",
-    "WristFrame", "wrist_frame", "split_hand", "HAND_LABELS", "PROXIMAL_ROW",
+    "WristFrame", "wrist_frame", "split_hand", "HAND_LABELS", "PROXIMAL_ROW", "top_band_rows",
+    "erase_forearm_near_wrist", "wrist_warp",
 ]

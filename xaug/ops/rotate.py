@@ -21,8 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xaug.classes import FOREARM
-from xaug.geometry import (blend_band, rotation_matrix, transform_annotations, warp_image,
-                           wrist_frame)
+from xaug.geometry import rotation_matrix, transform_annotations, warp_image, wrist_frame, wrist_warp
 from xaug.ops.base import (ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, parse_range,
                            register_op, split_side)
 
@@ -118,9 +117,7 @@ class Rotate(OpDef):
         elif pivot == "wrist":
             frame = wrist_frame(anns, (h, w))
             half = float(p.get("band_width") or frame.half_width)
-            m = rotation_matrix(angle, frame.pivot)
-            moved = warp_image(img, m, fill=fill)
-            out = blend_band(img, moved, frame.pivot, frame.axis, half, out=moved)
+            out, m = wrist_warp(img, anns, angle, frame, half, fill)
             out_anns = transform_annotations(anns, m, (h, w), min_area=min_area, fixed=FOREARM)
             prov["wrist"] = {**frame.to_json(), "half_width": round(half, 3)}
         else:  # the spec validates this; a hand-made plan may not
