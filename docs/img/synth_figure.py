@@ -16,8 +16,8 @@ from xaug.synth.plan import plan_dataset
 SIZE, TILE = 1024, 360
 WANTED = [("plain (right)", lambda it: not it.edges and not it.rotated and it.side == "R"),
           ("plain (left)", lambda it: not it.edges and not it.rotated and it.side == "L"),
-          ("rotated wrist", lambda it: it.rotated and not it.edges),
-          ("rotated wrist", lambda it: it.rotated and it.pose.wrist_deg * (1 if it.side == "R" else -1) < 0),
+          ("rotated wrist (ulnar)", lambda it: it.rotated and not it.edges and it.pose.wrist_deg > 0),
+          ("rotated wrist (radial)", lambda it: it.rotated and it.pose.wrist_deg < 0),
           ("ring", lambda it: "ring" in it.edges),
           ("nail art", lambda it: "nail_art" in it.edges),
           ("wrist implant", lambda it: "implant" in it.edges),

@@ -274,7 +274,9 @@ def canonical_hand(shape: HandShape, pose: Pose) -> tuple[dict, list, list, np.n
     # Soft tissue: a palm around the metacarpals and carpals, a forearm band below the wrist.
     t = 4.0 * shape.tissue
     palm_pts = np.vstack([bones[lab] for lab in ("finger-7", "finger-11", "finger-15", "finger-19",
-                                                 "Trapezium", "Trapezoid", "Pisiform", "Hamate")])
+                                                 "Trapezium", "Trapezoid", "Pisiform", "Hamate")]
+                         # finger webs: the palm reaches a third of the way up the proximal phalanges
+                         + [(p[1] + 0.3 * (p[2] - p[1]))[None] for p in ray_paths[1:]])
     hull = cv2.convexHull(palm_pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     centre = hull.mean(axis=0)
     vec = hull - centre
