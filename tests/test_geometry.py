@@ -364,3 +364,13 @@ def test_wrist_frame_on_an_upright_hand():
 def test_wrist_frame_falls_back_without_forearm():
     fr = G.wrist_frame([Annotation("Lunate", np.array([[1, 1], [5, 1], [5, 5]]))], (100, 200))
     assert not fr.estimated and fr.axis == (0.0, -1.0)
+
+
+def test_docs_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "geometry.md"
+    code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S).group(1)
+    exec(compile(code, str(doc), "exec"), {})
+    assert "hand_rot0_R" in capsys.readouterr().out
