@@ -48,6 +48,12 @@ class OnlineAug:
         return A.Compose(ops) if ops else None
 
 
+def worker_init(_worker_id: int) -> None:
+    """One thread per DataLoader worker: the workers are the parallelism (no oversubscription)."""
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def item_seed(*keys: int) -> int:
     """A 32-bit seed for one (seed, epoch, index): independent of worker count and order."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
