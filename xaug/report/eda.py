@@ -157,11 +157,12 @@ def meta_summary(records: Sequence[ItemRecord]) -> dict[str, Any]:
     """Recorded item metadata (synthetic poses, edge cases): numbers and counts per split."""
     numeric: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    examples: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         for key, value in _flatten(r.meta):
             if isinstance(value, bool):
                 if value:
-                    counts[key][r.split][key] += 1
+                    counts[key][r.split]["true"] += 1
             elif isinstance(value, (int, float)) and math.isfinite(value):
                 numeric[key].append(float(value))
             elif isinstance(value, str):
@@ -169,8 +170,10 @@ def meta_summary(records: Sequence[ItemRecord]) -> dict[str, Any]:
             elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 for v in value:
                     counts[key][r.split][v] += 1
+                    examples[key][v].append(r.relpath)
     return {"numeric": dict(numeric),
-            "counts": {k: {s: dict(c) for s, c in v.items()} for k, v in counts.items()}}
+            "counts": {k: {s: dict(c) for s, c in v.items()} for k, v in counts.items()},
+            "examples": {k: dict(v) for k, v in examples.items()}}
 
 
 def _flatten(meta: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -290,7 +293,7 @@ def write_eda(samples: Sequence[Sample], out: Path, title: str, persons: Mapping
     # -- synthetic metadata
     ms = meta_summary(recs)
     if ms["numeric"] or ms["counts"]:
-        sections.append(_meta_section(ms, lab, out, summary))
+        sections.append(_meta_section(ms, recs, out, summary, thumbs))
 
     # -- gallery
     gal = _spread([r for r in lab] or recs, gallery)
@@ -401,15 +404,20 @@ def _wrist_section(lab, out: Path, summary, thumbs, per_section) -> str:
                           stats.ROTATED_WRIST_DEG)
     rot = {s: {"images": len(v), "rotated": int(sum(abs(a) >= stats.ROTATED_WRIST_DEG for a in v))}
            for s, v in sorted(by_split.items())}
-    for v in rot.values():
+    for s, v in rot.items():
         v["share"] = round(v["rotated"] / v["images"], 3) if v["images"] else 0.0
+        v["forearm_tilted"] = sum(1 for r in lab if r.split == s and r.forearm_tilt is not None
+                                  and abs(r.forearm_tilt) >= stats.TILTED_FOREARM_DEG)
     summary["rotated_wrists"] = {"threshold_deg": stats.ROTATED_WRIST_DEG, "by_split": rot,
                                  "items": [r.relpath for r in lab if r.rotated]}
     parts = [H.note(f"The hand axis runs from the distal carpal row (Trapezoid, Capitate, Hamate) to the 2nd-4th "
                     f"metacarpals; the forearm axis is the major axis of the radius and ulna. Their angle "
-                    f"(positive towards the thumb) counts as a rotated wrist from {stats.ROTATED_WRIST_DEG:.0f}°."),
-             H.table(["split", "images", "rotated wrists", "share"],
-                     [(s, v["images"], v["rotated"], f"{100 * v['share']:.1f}%") for s, v in rot.items()]),
+                    f"(positive towards the thumb) counts as a rotated wrist from {stats.ROTATED_WRIST_DEG:.0f}°. "
+                    f"A forearm more than {stats.TILTED_FOREARM_DEG:.0f}° off the image's vertical means the "
+                    f"whole hand is turned."),
+             H.table(["split", "images", "rotated wrists", "share", "forearm tilted"],
+                     [(s, v["images"], v["rotated"], f"{100 * v['share']:.1f}%", v["forearm_tilted"])
+                      for s, v in rot.items()]),
              H.plot("img/wrist.png", "wrist angle histogram")]
     recorded = [(r.wrist_angle, w) for r in lab if r.wrist_angle is not None
                 and (w := _recorded_wrist(r.meta)) is not None]
@@ -473,7 +481,7 @@ def _outlier_section(recs, lab, out: Path, summary, thumbs, per_section) -> str:
     return H.section("Outliers", *parts, anchor="outliers")
 
 
-def _meta_section(ms, lab, out: Path, summary) -> str:
+def _meta_section(ms, recs, out: Path, summary, thumbs, per_value: int = 4) -> str:
     from xaug.report import plots
 
     summary["item_meta"] = {"numeric": {k: {"mean": round(float(np.mean(v)), 3), "min": float(min(v)),
@@ -495,7 +503,18 @@ def _meta_section(ms, lab, out: Path, summary) -> str:
             total = Counter()
             for c in per_split.values():
                 total.update(c)
-            panels[key] = dict(total.most_common(15))
-        plots.category_bars(dict(list(panels.items())[:9]), out / "img/meta_counts.png", "Recorded categories")
-        parts.append(H.plot("img/meta_counts.png", "recorded categories"))
+            if len(total) > 1:  # single-valued flags are in the table
+                panels[key] = dict(total.most_common(15))
+        if panels:
+            plots.category_bars(dict(list(panels.items())[:9]), out / "img/meta_counts.png", "Recorded categories")
+            parts.append(H.plot("img/meta_counts.png", "recorded categories"))
+    by_rel = {r.relpath: r for r in recs}
+    for key, values in sorted(ms["examples"].items()):
+        if len(values) > 12:  # free text, not a handful of edge cases
+            continue
+        for value, rels in sorted(values.items()):
+            for rel in rels[:per_value]:
+                thumbs[rel].add(220)
+            parts += [H.sub(f"{key}: {value} ({len(rels)} images)"),
+                      H.grid(H.figure(_thumb(rel, 220), _caption(by_rel[rel]), 200) for rel in rels[:per_value])]
     return H.section("Recorded poses and edge cases (synthetic data)", *parts, anchor="meta")

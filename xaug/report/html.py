@@ -82,7 +82,8 @@ def note(text: str) -> str:
 
 def swatch(rgb: Sequence[int], label: str) -> str:
     r, g, b = rgb
-    return f'<span class="swatch" style="background:rgb({r},{g},{b})"></span>{esc(label)}'
+    return (f'<span style="white-space:nowrap"><span class="swatch" style="background:rgb({r},{g},{b})">'
+            f'</span>{esc(label)}</span>')
 
 
 def section(title: str, *parts: str, anchor: str | None = None) -> str:

@@ -20,6 +20,8 @@ from xaug.raster import class_masks
 
 # A wrist counts as rotated when the hand axis deviates this much from the forearm axis.
 ROTATED_WRIST_DEG = 15.0
+# A hand rotated as a whole: the forearm axis this far from the image's vertical.
+TILTED_FOREARM_DEG = 10.0
 # Robust z-score (median / 1.4826 MAD) beyond which an image or a class area is an outlier.
 BRIGHTNESS_Z = 3.0
 AREA_Z = 3.5
