@@ -23,7 +23,7 @@ ROTATED_WRIST_DEG = 15.0
 # A hand rotated as a whole: the forearm axis this far from the image's vertical.
 TILTED_FOREARM_DEG = 10.0
 # Robust z-score (median / 1.4826 MAD) beyond which an image or a class area is an outlier.
-BRIGHTNESS_Z = 3.0
+BRIGHTNESS_Z = 2.5
 AREA_Z = 3.5
 # Anatomical order checks tolerate this fraction of the hand scale (wrist -> metacarpals).
 ORDER_TOLERANCE = 0.03
