@@ -128,3 +128,18 @@ def test_errors_names_a_missing_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = invoke("errors", "--run", "nope", "--home", tmp_path / "home")
     assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def test_eda_of_an_imported_folder_with_unlabelled_test_images(tmp_path):
+    from _layout import make_layout
+
+    home = tmp_path / "home"
+    assert invoke("import", make_layout(tmp_path / "lay", persons=5), "--name", "raw", "--home", home).exit_code == 0
+    res = invoke("eda", "raw", "--out", tmp_path / "eda", "--home", home, "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "eda" / "summary.json").read_text())
+    assert s["counts"]["images"] == 11 and s["counts"]["labelled_images"] == 10
+    assert s["counts"]["by_split"] == {"train": 10, "test": 1}
+    image_sources(tmp_path / "eda" / "index.html")
+    res = invoke("eda", "nope", "--home", home)
+    assert res.exit_code == 2 and "nope" in res.output

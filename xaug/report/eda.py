@@ -24,7 +24,7 @@ from xaug.layout import image_size
 from xaug.model import Sample
 from xaug.report import html as H
 from xaug.report import stats
-from xaug.report.images import file_stem, overlay_image, read_gray_reduced, write_rgb
+from xaug.report.images import file_stem, overlay_image, read_gray_reduced, resize_to, write_rgb
 
 GALLERY = 12          # ground-truth overlays in the gallery
 PER_SECTION = 12      # thumbnails per outlier section
@@ -346,7 +346,6 @@ def _draw_thumbs(thumbs: Mapping[str, set[int]], by_rel: Mapping[str, Sample], o
         sample = by_rel[rel]
         sizes = sorted(thumbs[rel], reverse=True)
         big = overlay_image(sample, max_side=sizes[0])
-        from xaug.report.images import resize_to
         for size in sizes:
             write_rgb(out / _thumb(rel, size), resize_to(big, size)[0])
 
