@@ -16,7 +16,9 @@ SYNTH_SIZE=${SYNTH_SIZE:-2048}
 SIZE=${SIZE:-512}
 BATCH=${BATCH:-16}
 EPOCHS=${EPOCHS:-40}              # baseline: EPOCHS over the train-role images; the augmented
-                                  # versions hold twice as many images and get EPOCHS/2
+                                  # versions hold twice as many images and get EPOCHS/2.
+                                  # "auto": as many as fit TRAIN_SECONDS at the benchmarked speed
+TRAIN_SECONDS=${TRAIN_SECONDS:-110}
 WIDTH=${WIDTH:-32}
 VAL_EVERY=${VAL_EVERY:-5}
 JOBS=${JOBS:-16}
@@ -37,25 +39,35 @@ if has augment; then
   log mosaic n=$N; $XAUG mosaic --grid 2x2 --n "$N" --include-source --name mosaic --seed 0 --jobs "$JOBS" --quiet --home "$H"
 fi
 if has bench; then
-  log bench; python3 benchmarks/bench_train.py --device cuda --sizes 512 1024 --batch 8 --steps 20 --warmup 5 \
+  log bench; python3 benchmarks/bench_train.py --device cuda --sizes 512 1024 --batch 8 --steps ${BENCH_STEPS:-15} --warmup 5 \
     --json "${BENCH_JSON:-$R/bench_gpu.json}"
 fi
+if [[ $EPOCHS == auto ]]; then
+  EPOCHS=$(python3 - "${BENCH_JSON:-$R/bench_gpu.json}" "$H" "$SIZE" "$TRAIN_SECONDS" <<'PY'
+import json, sys
+from xaug.store import Store
+bench, home, size, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+ips = next(r["images_per_s"] for r in json.load(open(bench))["rows"] if r["model"].startswith("xaug") and r["size"] == size)
+n = len(Store(home).open("raw").samples(split="train", role="train", load=False))
+print(max(2, int(0.8 * seconds * ips / n) // 2 * 2))
+PY
+)
+  log "EPOCHS=auto -> $EPOCHS"
+fi
 common=(--size "$SIZE" --batch "$BATCH" --width "$WIDTH" --val-every "$VAL_EVERY" --device "$DEVICE" --home "$H" --resume)
-if has train; then
-  for run in $TRAIN_RUNS; do
-    case $run in
-      baseline) log train baseline; $XAUG train --dataset raw --run "$R/baseline" --epochs "$EPOCHS" "${common[@]}" ;;
-      wrist) log train wrist; $XAUG train --dataset wrist --run "$R/wrist" --epochs $((EPOCHS / 2)) "${common[@]}" ;;
-      mosaic) log train mosaic; $XAUG train --dataset mosaic --run "$R/mosaic" --epochs $((EPOCHS / 2)) "${common[@]}" ;;
-    esac
-  done
-fi
-if has evaluate; then
-  for run in $TRAIN_RUNS; do
-    [[ -f "$R/$run/best.pt" ]] || continue
+for run in $TRAIN_RUNS; do  # each run trained, then scored, so a cut-off call keeps whole runs
+  case $run in
+    baseline) data=raw; epochs=$EPOCHS ;;
+    wrist) data=wrist; epochs=$((EPOCHS / 2)) ;;
+    mosaic) data=mosaic; epochs=$((EPOCHS / 2)) ;;
+  esac
+  if has train; then
+    log train $run; $XAUG train --dataset $data --run "$R/$run" --epochs "$epochs" "${common[@]}"
+  fi
+  if has evaluate && [[ -f "$R/$run/best.pt" ]]; then
     log evaluate $run; $XAUG evaluate --run "$R/$run" --dataset raw --split test --device "$DEVICE" --home "$H"
-  done
-fi
+  fi
+done
 if has compare; then
   ls -d "$R"/baseline "$R"/wrist "$R"/mosaic 2>/dev/null | xargs $XAUG compare --split test --png "$R/compare.png"
 fi
