@@ -357,7 +357,10 @@ def integer_outline(poly: np.ndarray, size: int, spacing: float = 2.5, max_point
         dense = resample_closed(pts, max(len(pts), int(perimeter(pts) / 0.5)))
         shp = Polygon(dense).buffer(0).intersection(box(0, 0, size - 1, size - 1))
         if shp.geom_type != "Polygon":  # a sliver cut off: keep the largest piece
-            shp = max(getattr(shp, "geoms", [shp]), key=lambda g: g.area)
+            parts = [g for g in getattr(shp, "geoms", []) if g.geom_type == "Polygon"]
+            shp = max(parts, key=lambda g: g.area) if parts else None
+        if shp is None or shp.is_empty:  # entirely outside the canvas: a degenerate ring on it
+            return np.unique(np.clip(np.rint(pts), 0, size - 1).astype(np.int64), axis=0)[:3]
         pts = np.asarray(shp.exterior.coords)[:-1]
     n = int(np.clip(round(perimeter(pts) / spacing), 10, max_points))
     pts = resample_closed(pts, n)
