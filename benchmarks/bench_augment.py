@@ -28,10 +28,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 
 
+CPU: dict[str, list[float]] = {}   # CPU seconds (user + sys) of the last child, by label
+
+
+def _cpu() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+
 def run(*args: str, env: dict | None = None) -> float:
-    t0 = time.perf_counter()
+    """Wall seconds of one child process; its CPU seconds (workers included) go to CPU['last']."""
+    c0, t0 = _cpu(), time.perf_counter()
     subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    CPU["last"] = [_cpu() - c0]
+    return wall
 
 
 def xaug(*args: str) -> float:
@@ -121,7 +134,9 @@ def main() -> None:
     ap.add_argument("--mosaics", type=int, default=16)
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--jobs", type=int, nargs="+", default=[2], help="worker counts compared with 1")
     ap.add_argument("--home", type=Path, help="reuse this store (made with `xaug synth` if empty)")
+    ap.add_argument("--json", type=Path, help="also write the medians here")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -139,75 +154,91 @@ def main() -> None:
                  "--seed", "0", "--home", str(home))
         raw = store.open("raw")
         sources = raw.samples(split="train", role="train", load=False)  # what the pipeline reads
-        pairs = [(str(s.image_path), str(raw.file_path(it["label"], it.get("stored_in"))))
-                 for s in sources for it in [raw.item(s.relpath)]]
+        items = {it["image"]["path"]: it for it in raw.items}
+        pairs = [(str(s.image_path), str(raw.file_path(items[s.relpath]["label"], items[s.relpath].get("stored_in"))))
+                 for s in sources]
         n = len(sources)
         print(f"{n} source images ({args.size}x{args.size}, non-validation persons of "
-              f"{args.persons}), {args.mosaics} mosaics, median of {args.repeat}", flush=True)
+              f"{len({it['person'] for it in raw.items})}), {args.mosaics} mosaics, median of {args.repeat}",
+              flush=True)
 
-        t = {k: [] for k in ("rot1", "rot2", "wrist1", "mos1", "mos2", "floor_rot", "floor_rot_loop",
-                              "floor_mos", "floor_mos_loop", "alt", "alt_loop", "python")}
+        wall: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+
+        def keep(key: str, seconds: float, cpu_s: float | None = None) -> None:
+            wall.setdefault(key, []).append(seconds)
+            cpu.setdefault(key, []).append(CPU["last"][0] if cpu_s is None else cpu_s)
+
         for r in range(args.repeat):
             seed = str(1000 + r)
             common = ["--from", raw.name, "--seed", seed, "--home", str(home), "-q"]
-            t["rot1"].append(xaug("rotate", "--angles", "-30:30", "--jobs", "1", "--name", "brot1", *common))
-            t["rot2"].append(xaug("rotate", "--angles", "-30:30", "--jobs", "2", "--name", "brot2", *common))
-            t["wrist1"].append(xaug("rotate", "--angles", "-45:45", "--pivot", "wrist", "--jobs", "1",
-                                    "--name", "bwrist", *common))
-            t["mos1"].append(xaug("mosaic", "--grid", "2x2", "--n", str(args.mosaics), "--jobs", "1",
-                                  "--name", "bmos1", *common))
-            t["mos2"].append(xaug("mosaic", "--grid", "2x2", "--n", str(args.mosaics), "--jobs", "2",
-                                  "--name", "bmos2", *common))
+            keep("rotate", xaug("rotate", "--angles", "-30:30", "--jobs", "1", "--name", "brot", *common))
+            keep("wrist", xaug("rotate", "--angles", "-45:45", "--pivot", "wrist", "--jobs", "1",
+                               "--name", "bwrist", *common))
+            keep("mosaic", xaug("mosaic", "--grid", "2x2", "--n", str(args.mosaics), "--jobs", "1",
+                                "--name", "bmos", *common))
+            for j in args.jobs:
+                keep(f"rotate_j{j}", xaug("rotate", "--angles", "-30:30", "--jobs", str(j),
+                                          "--name", f"brot{j}", *common))
+                keep(f"mosaic_j{j}", xaug("mosaic", "--grid", "2x2", "--n", str(args.mosaics), "--jobs", str(j),
+                                          "--name", f"bmos{j}", *common))
             whole, loop = timed_child("floor-rotate", {"sources": [p for p, _ in pairs]}, tmp)
-            t["floor_rot"].append(whole)
-            t["floor_rot_loop"].append(loop)
-            mos = Store(home).open("bmos1")
-            by_rel = {it["image"]["path"]: it for it in raw.items}
-            mosaics = [[str(raw.file_path(by_rel[p["source"]]["image"], by_rel[p["source"]].get("stored_in")))
+            keep("rotate_floor", whole)
+            keep("rotate_floor_loop", loop, loop)
+            mos = Store(home).open("bmos")
+            mosaics = [[str(raw.file_path(items[p["source"]]["image"], items[p["source"]].get("stored_in")))
                         for p in it["provenance"]["patches"]] for it in mos.items]
             whole, loop = timed_child("floor-mosaic", {"mosaics": mosaics}, tmp)
-            t["floor_mos"].append(whole)
-            t["floor_mos_loop"].append(loop)
+            keep("mosaic_floor", whole)
+            keep("mosaic_floor_loop", loop, loop)
             whole, loop = timed_child("alternative", {"pairs": pairs, "out": str(tmp / f"alt{r}")}, tmp)
-            t["alt"].append(whole)
-            t["alt_loop"].append(loop)
-            t["python"].append(run("-c", "import cv2, numpy"))
-            print(f"  repeat {r + 1}: rotate {t['rot1'][-1]:.2f} s, floor {t['floor_rot'][-1]:.2f} s, "
-                  f"mosaic {t['mos1'][-1]:.2f} s, floor {t['floor_mos'][-1]:.2f} s, "
-                  f"alternative {t['alt'][-1]:.2f} s", flush=True)
-        m = {k: statistics.median(v) for k, v in t.items()}
-        report(m, n, args, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+            keep("alternative", whole)
+            keep("alternative_loop", loop, loop)
+            keep("python", run("-c", "import cv2, numpy"))
+            print(f"  repeat {r + 1}: rotate {wall['rotate'][-1]:.2f} s, floor {wall['rotate_floor'][-1]:.2f} s, "
+                  f"mosaic {wall['mosaic'][-1]:.2f} s, floor {wall['mosaic_floor'][-1]:.2f} s, "
+                  f"alternative {wall['alternative'][-1]:.2f} s", flush=True)
+        med = {k: statistics.median(v) for k, v in wall.items()}
+        med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        report(med, med_cpu, n, args, cores)
+        if args.json:
+            args.json.write_text(json.dumps({"wall": wall, "cpu": cpu, "images": n, "mosaics": args.mosaics,
+                                             "cores": cores, "size": args.size}, indent=1))
 
 
-def report(m: dict, n: int, args, cores: int) -> None:
+def report(m: dict, c: dict, n: int, args, cores: int) -> None:
     rows = [
-        ("`xaug rotate --jobs 1` (whole process)", m["rot1"], n),
-        ("floor: decode each source + encode one PNG (whole process)", m["floor_rot"], n),
-        ("floor, inside the loop only (no start-up)", m["floor_rot_loop"], n),
-        ("`xaug rotate --pivot wrist --jobs 1`", m["wrist1"], n),
-        ("`xaug rotate --jobs 2`", m["rot2"], n),
-        ("alternative: albumentations + 29 masks + findContours (whole process)", m["alt"], n),
-        ("alternative, inside the loop only", m["alt_loop"], n),
-        (f"`xaug mosaic --grid 2x2 --n {args.mosaics} --jobs 1`", m["mos1"], args.mosaics),
-        ("floor: decode its sources + encode its output (whole process)", m["floor_mos"], args.mosaics),
-        ("floor, inside the loop only", m["floor_mos_loop"], args.mosaics),
-        (f"`xaug mosaic ... --jobs 2`", m["mos2"], args.mosaics),
-        ("`python -c 'import cv2, numpy'` (start-up)", m["python"], None),
+        ("`xaug rotate --jobs 1` (whole process)", "rotate", n),
+        ("floor: decode each source + encode one PNG (whole process)", "rotate_floor", n),
+        ("floor, inside its loop only (no start-up)", "rotate_floor_loop", n),
+        ("`xaug rotate --pivot wrist --jobs 1`", "wrist", n),
+        *[(f"`xaug rotate --jobs {j}`", f"rotate_j{j}", n) for j in args.jobs],
+        ("alternative: albumentations Rotate on image + 29 masks, findContours (whole process)", "alternative", n),
+        ("alternative, inside its loop only", "alternative_loop", n),
+        (f"`xaug mosaic --grid 2x2 --n {args.mosaics} --jobs 1`", "mosaic", args.mosaics),
+        ("floor: decode its sources + encode its output (whole process)", "mosaic_floor", args.mosaics),
+        ("floor, inside its loop only", "mosaic_floor_loop", args.mosaics),
+        *[(f"`xaug mosaic ... --jobs {j}`", f"mosaic_j{j}", args.mosaics) for j in args.jobs],
+        ("`python -c 'import cv2, numpy'` (start-up)", "python", None),
     ]
-    print(f"\n{platform.processor() or platform.machine()}, {cores} cores, python {platform.python_version()}")
-    print("| what | median s | ms / image |\n|---|---:|---:|")
-    for what, sec, count in rows:
-        per = f"{1000 * sec / count:.0f}" if count else ""
-        print(f"| {what} | {sec:.2f} | {per} |")
+    print(f"\n{platform.machine()}, {cores} cores, python {platform.python_version()}; "
+          f"{n} images of {args.size}x{args.size}, {args.mosaics} mosaics, medians of {args.repeat}")
+    print("| what | wall s | CPU s | wall ms / image |\n|---|---:|---:|---:|")
+    for what, key, count in rows:
+        per = f"{1000 * m[key] / count:.0f}" if count else ""
+        print(f"| {what} | {m[key]:.2f} | {c[key]:.2f} | {per} |")
     print()
-    print(f"- rotate vs its floor: {m['rot1'] / m['floor_rot']:.2f}x whole process "
-          f"(goal <= 1.2x); {m['rot1'] / m['floor_rot_loop']:.2f}x against the bare loop")
-    print(f"- mosaic vs its floor: {m['mos1'] / m['floor_mos']:.2f}x whole process "
-          f"(goal <= 1.5x); {m['mos1'] / m['floor_mos_loop']:.2f}x against the bare loop")
-    print(f"- alternative vs xaug rotate: {m['alt'] / m['rot1']:.2f}x slower whole process (goal >= 4x); "
-          f"the transform alone (loop minus the I/O floor loop): "
-          f"{(m['alt_loop'] - m['floor_rot_loop']) / max(1e-9, m['rot1'] - m['floor_rot']):.1f}x")
-    print(f"- 1 -> 2 workers: rotate {m['rot1'] / m['rot2']:.2f}x, mosaic {m['mos1'] / m['mos2']:.2f}x faster")
+    print(f"- rotate / its floor: {m['rotate'] / m['rotate_floor']:.2f}x wall, {c['rotate'] / c['rotate_floor']:.2f}x CPU "
+          f"(goal <= 1.2x); {m['rotate'] / m['rotate_floor_loop']:.2f}x against the floor's bare loop")
+    print(f"- mosaic / its floor: {m['mosaic'] / m['mosaic_floor']:.2f}x wall, {c['mosaic'] / c['mosaic_floor']:.2f}x CPU "
+          f"(goal <= 1.5x); {m['mosaic'] / m['mosaic_floor_loop']:.2f}x against the floor's bare loop")
+    print(f"- alternative / xaug rotate: {m['alternative'] / m['rotate']:.2f}x wall, "
+          f"{c['alternative'] / c['rotate']:.2f}x CPU (goal >= 4x); the transform alone, each loop minus "
+          f"the I/O floor: {(m['alternative_loop'] - m['rotate_floor_loop']) / max(1e-9, m['rotate'] - m['rotate_floor']):.1f}x")
+    for j in args.jobs:
+        print(f"- 1 -> {j} workers (wall): rotate {m['rotate'] / m[f'rotate_j{j}']:.2f}x, "
+              f"mosaic {m['mosaic'] / m[f'mosaic_j{j}']:.2f}x faster")
 
 
 if __name__ == "__main__":

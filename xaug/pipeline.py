@@ -482,9 +482,8 @@ class _Worker:
             on_done: Callable[[int], None] | None = None) -> list[dict]:
         from concurrent.futures import ThreadPoolExecutor
 
-        from xaug.layout import annotation_bytes, annotation_doc, encode_png
+        from xaug.layout import encode_png
         from xaug.ops import get_op
-        from xaug.store import stage_item
 
         load = self.load(sources)
         records: list[dict] = []
@@ -495,21 +494,31 @@ class _Worker:
                 h, w = image.shape[:2]
                 png = encode_png(image)
                 del image
-                doc = annotation_doc(annotations, None, filename=Path(task.relpath).name, person=task.person,
-                                     height=h, width=w)
-                provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
                 if pending is not None:
                     records.append(pending.result())
                     if on_done:
                         on_done(1)
-                pending = writer.submit(stage_item, staging, task.relpath, png, annotation_bytes(doc),
-                                        person=task.person, side=task.side, split=task.split,
-                                        fold=task.fold, provenance=provenance, meta={})
+                # the label JSON is built, and the files hashed and written, while the next
+                # image decodes and warps (OpenCV releases the GIL there)
+                pending = writer.submit(_write_item, staging, task, png, annotations, provenance, h, w)
             if pending is not None:
                 records.append(pending.result())
                 if on_done:
                     on_done(1)
         return records
+
+
+def _write_item(staging: Path, task: Task, png: bytes, annotations: list, provenance: dict,
+                height: int, width: int) -> dict:
+    """The label JSON (competition format, height/width metadata) and both files, staged atomically."""
+    from xaug.layout import annotation_bytes, annotation_doc
+    from xaug.store import stage_item
+
+    doc = annotation_doc(annotations, None, filename=Path(task.relpath).name, person=task.person,
+                         height=height, width=width)
+    provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
+    return stage_item(staging, task.relpath, png, annotation_bytes(doc), person=task.person, side=task.side,
+                      split=task.split, fold=task.fold, provenance=provenance, meta={})
 
 
 def _jsonable(obj: Any) -> Any:
