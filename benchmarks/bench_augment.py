@@ -55,24 +55,22 @@ def xaug(*args: str) -> float:
 # (each runs in its own process, like the command it is compared with)
 
 def floor_rotate(job: dict) -> None:
-    """Decode each source PNG, encode one PNG: the least any rotate command has to do."""
-    import cv2
-    import numpy as np
+    """Decode each source PNG, encode one PNG: the least any rotate command has to do.
+    (xaug's own decoder and encoder, so both sides use the same PNG settings.)"""
+    from xaug.layout import encode_png, read_image
 
     for path in job["sources"]:
-        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-        cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        encode_png(read_image(path))
 
 
 def floor_mosaic(job: dict) -> None:
     """Per mosaic: decode each of its sources, encode one output-sized PNG (the last source)."""
-    import cv2
-    import numpy as np
+    from xaug.layout import encode_png, read_image
 
     for sources in job["mosaics"]:
         for path in sources:
-            img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-        cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            img = read_image(path)
+        encode_png(img)
 
 
 def alternative(job: dict) -> None:
