@@ -48,6 +48,14 @@ class OnlineAug:
         return A.Compose(ops) if ops else None
 
 
+def loader_context():
+    """Start DataLoader workers with forkserver, not fork: a worker forked from a process whose
+    OpenCV thread pool is running can deadlock in cv2.setNumThreads (seen in `xaug demo`)."""
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
+
+
 def worker_init(_worker_id: int) -> None:
     """One thread per DataLoader worker: the workers are the parallelism (no oversubscription)."""
     cv2.setNumThreads(1)
