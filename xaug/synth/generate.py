@@ -21,7 +21,7 @@ from xaug.synth.plan import ItemPlan, plan_dataset
 from xaug.synth.render import render
 
 # Bump when the pixels or polygons for the same spec change: it is part of the plan key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _RENDER_STREAM = 5
 
 

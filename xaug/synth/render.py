@@ -86,6 +86,13 @@ def _draw_bones(canvas: np.ndarray, polys: dict[str, np.ndarray], geom: HandGeom
         cortex = max(cortex, 0.6)
         rim, inner = _bone_profile(dist, cortex, medulla)
         val = (look.bone * level) * inner + look.cortex * rim
+        if label in geom.axes and label not in FOREARM:
+            # thin cortex at the articular ends: joints are low-contrast, as in radiographs
+            c, d = geom.axes[label]
+            half = np.abs((ring - c) @ d).max()
+            u = (np.arange(x0, x1, dtype=np.float32)[None, :] - c[0]) * d[0] \
+                + (np.arange(y0, y1, dtype=np.float32)[:, None] - c[1]) * d[1]
+            val *= 1.0 - 0.25 * np.clip((np.abs(u) - 0.6 * half) / (0.35 * half), 0.0, 1.0)
         val *= mask
         canvas[y0:y1, x0:x1] += val
 
