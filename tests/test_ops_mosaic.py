@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from scipy import stats
 from shapely.geometry import Polygon
@@ -206,3 +208,32 @@ def test_mixed_gray_and_colour_sources():
     out, _, _ = OP.apply(plan, lambda rel: data[rel])
     first = data[plan.params["patches"][0]["source"]][0]
     assert out.ndim == first.ndim
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 3), cols=st.integers(1, 3),
+       beta=st.floats(0.2, 3.0))
+def test_mosaic_area_is_the_sum_of_the_clipped_pieces(seed, rows, cols, beta):
+    size = 64
+    srcs, data = LOADER
+    plan = OP.plan(MosaicSpec(grid=(rows, cols), n=1, beta=beta, min_area=0), srcs, rng_for_seed(seed))[0]
+    out, anns, prov = OP.apply(plan, lambda rel: data[rel])
+    pieces, outline = 0.0, 0.0
+    for pt in prov["patches"]:
+        box = G.rect_box(pt["src_rect"])
+        for a in data[pt["source"]][1]:
+            piece = shapely.make_valid(Polygon(a.points)).intersection(box)
+            pieces += piece.area
+            outline += piece.length
+        assert np.array_equal(G.crop(out, pt["dst_rect"]), G.crop(data[pt["source"]][0], pt["src_rect"]))
+    assert abs(G.annotation_area(anns) - pieces) <= 0.75 * outline + 1
+
+
+def test_unlabelled_sources_give_pixels_only():
+    srcs, data = hand_loader(64, n=4)
+    plan = OP.plan(MosaicSpec(n=1), srcs, rng_for_seed(0))[0]
+    out, anns, _ = OP.apply(plan, lambda rel: (data[rel][0], None))
+    assert out.shape == (64, 64, 3) and anns == []
+
+
+LOADER = hand_loader(64, n=10)

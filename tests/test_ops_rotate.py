@@ -237,3 +237,32 @@ def test_wrist_pivot_without_annotations_falls_back():
     img = np.full((64, 64), 20, np.uint8)
     out, out_anns, prov = OP.apply(plan_for(20.0, "wrist"), lambda rel: (img, []))
     assert out.shape == img.shape and out_anns == [] and prov["wrist"]["estimated"] is False
+
+
+# ---------------------------------------------------------------- on the shared synthetic hands
+
+
+def test_wrist_rotation_on_synthetic_hands(tiny_dataset):
+    from xaug.layout import read_image
+
+    samples = tiny_dataset.samples(split="train")[:4]
+    for k, sample in enumerate(samples):
+        img = read_image(sample.image_path)
+        anns = sample.annotations
+        h, w = img.shape[:2]
+        frame = G.wrist_frame(anns, (h, w))
+        assert frame.estimated and frame.axis[1] < -0.8  # the forearm enters from the bottom
+        radius_top = min(a.points[:, 1].min() for a in anns if a.label in FOREARM)
+        assert radius_top - 0.1 * h < frame.pivot[1] < radius_top + 0.1 * h
+        angle = (-40.0, 35.0, -30.0, 45.0)[k]
+        out, out_anns, prov = OP.apply(plan_for(angle, "wrist"), lambda rel: (img, anns))
+        m = np.asarray(prov["matrix"])
+        assert out.shape == img.shape and out.dtype == img.dtype
+        src, pred = class_masks(anns, (h, w)), class_masks(out_anns, (h, w))
+        for c in range(29):
+            if c in (CLASS_INDEX["Radius"], CLASS_INDEX["Ulna"]):
+                assert np.array_equal(pred[c], src[c])
+            elif src[c].sum() > 400:  # 256 px images: bones of a few hundred px
+                expect = cv2.warpAffine(src[c], m, (w, h), flags=cv2.INTER_NEAREST)
+                if expect.sum() > 0.9 * src[c].sum():  # not pushed off the canvas
+                    assert dice(pred[c], expect) >= 0.9

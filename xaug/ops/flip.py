@@ -51,6 +51,7 @@ class Flip(OpDef):
     def apply(self, plan: ItemPlan, load: Loader):
         source = plan.sources[0]
         img, anns = load(source)
+        anns = anns or []
         h, w = img.shape[:2]
         m = hflip_matrix(w)
         out_anns = transform_annotations(anns, m, (h, w), min_area=float(plan.params.get("min_area", 0.0)))

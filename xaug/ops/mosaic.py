@@ -101,6 +101,7 @@ class Mosaic(OpDef):
             raise XaugError(f"a {rows}x{cols} mosaic of {h}x{w} needs {rows * cols} different sources "
                             f"at least that large, but only {len(cands)} qualify; use a smaller grid, "
                             "resize: true or a smaller size", where="mosaic")
+        by_rel = {s.relpath: s for s in cands}
         plans = []
         for i in range(spec.n):
             rng = rng_for(i)
@@ -122,7 +123,6 @@ class Mosaic(OpDef):
                         y0 = int(rng.integers(0, src.height - ch + 1))
                         src_rect = [x0, y0, x0 + cw, y0 + ch]
                     patches.append({"source": src.relpath, "src_rect": src_rect, "dst_rect": dst})
-            by_rel = {s.relpath: s for s in cands}
             main = max(patches, key=lambda p: (p["dst_rect"][2] - p["dst_rect"][0])
                        * (p["dst_rect"][3] - p["dst_rect"][1]))
             lead = by_rel[main["source"]]
@@ -144,6 +144,7 @@ class Mosaic(OpDef):
             record = {"source": patch["source"], "src_rect": list(patch["src_rect"]),
                       "dst_rect": list(patch["dst_rect"])}
             img, anns = load(patch["source"])
+            anns = anns or []  # an unlabelled source (test split) contributes pixels only
             if canvas is None:
                 canvas = np.zeros((h, w) + img.shape[2:], img.dtype)
             img = _match_channels(img, canvas)

@@ -105,6 +105,7 @@ class Rotate(OpDef):
     def apply(self, plan: ItemPlan, load: Loader):
         source = plan.sources[0]
         img, anns = load(source)
+        anns = anns or []  # an unlabelled source (test split): pixels only
         h, w = img.shape[:2]
         p = plan.params
         angle, pivot = float(p["angle"]), p.get("pivot", "image")
