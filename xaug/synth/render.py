@@ -187,7 +187,7 @@ def render(polys: dict[str, np.ndarray], geom: HandGeometry, look, edges: dict[s
            rng: np.random.Generator) -> np.ndarray:
     """The 3-channel 8-bit image (grey in all channels) of one posed hand."""
     size = geom.size
-    low = max(32, size // 4)
+    low = min(size, max(160, size // 4))  # smooth fields at low resolution, never blocky
     img = np.empty((size, size), np.float32)
     img[:] = _background(size, look)
     tissue = cv2.resize(_tissue(geom, look, low), (size, size), interpolation=cv2.INTER_LINEAR)
@@ -196,7 +196,7 @@ def render(polys: dict[str, np.ndarray], geom: HandGeometry, look, edges: dict[s
     _draw_bones(bones, polys, geom, look)
     tex = rng.standard_normal((low, low), dtype=np.float32)
     tex = cv2.resize(cv2.GaussianBlur(tex, (0, 0), 0.8), (size, size), interpolation=cv2.INTER_LINEAR)
-    bones *= 1.0 + look.texture * 2.0 * tex
+    bones *= 1.0 + look.texture * 2.0 * min(1.0, size / 1024.0) * tex  # trabeculae fade when small
     _draw_edges(bones, geom, edges, rng)
     img += bones
     sigma = look.blur * size / 2048.0
