@@ -245,8 +245,11 @@ def test_rasterised_output_agrees_with_the_transformed_shape(ring, angle, dx):
     m[0, 2] += dx
     out = G.transform_annotations([Annotation("Capitate", ring)], m, (256, 256))
     pred = class_masks(out, (256, 256))[21]
-    # against the exactly transformed polygon: only our integer rounding differs
-    assert dice(pred, exact_mask(G.apply_points(ring, m), (256, 256))) >= 0.995
+    # against the exactly transformed polygon only our integer rounding differs: each vertex
+    # moves by at most sqrt(2)/2 px, so the pixels that disagree lie along the outline
+    exact = exact_mask(G.apply_points(ring, m), (256, 256))
+    assert np.count_nonzero(pred != exact) <= 0.75 * poly.length + 8
+    assert dice(pred, exact) >= 0.98
     # against the source mask warped by the same matrix (nearest neighbour): that reference is
     # itself quantised twice, about 1% Dice noise at 2000 px, so the bound here is looser
     warped = cv2.warpAffine(polygon_mask(ring, (256, 256)), m, (256, 256), flags=cv2.INTER_NEAREST)
