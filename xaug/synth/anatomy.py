@@ -106,9 +106,10 @@ class HandGeometry:
     bones: dict[str, np.ndarray]                    # label -> (N, 2) float, CLASSES order
     ray_paths: list[np.ndarray]                     # per ray: joint centres base -> tip (px)
     ray_radius: list[float]                         # soft-tissue half-width per ray (px)
-    palm: np.ndarray                                # palm soft tissue outline (px)
+    palm: np.ndarray                                # palm, thumb web and wrist outlines, stacked (px)
     forearm: np.ndarray                             # forearm soft tissue outline (px)
     px_per_mm: float
+    palm_parts: tuple[int, int] = (-4, 0)           # where the web and the wrist rings start in `palm`
     axes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # label -> (centre, unit axis towards the fingertip) of each long bone (px)
 
@@ -306,6 +307,14 @@ def hand_geometry(shape: HandShape, pose: Pose, side: str, size: int) -> HandGeo
         bones[label] = rotate(bones[label], w * f)
     paths = [rotate(p, w) for p in paths]
     palm = rotate(palm, w)
+    # the wrist's soft tissue bridges the (turned) proximal carpal row and the (vertical) forearm
+    wrist_pts = np.vstack([bones[lab] for lab in PROXIMAL_ROW]
+                          + [b[b[:, 1] < 30.0] for b in (bones["Radius"], bones["Ulna"])])
+    hull = cv2.convexHull(wrist_pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    vec = hull - hull.mean(axis=0)
+    wrist = hull + vec * (4.0 * shape.tissue / np.maximum(np.hypot(vec[:, 0], vec[:, 1]), 1e-6))[:, None]
+    palm = np.vstack([palm, wrist])
+    n_wrist = len(wrist)
     axes = {k: (c, d) if k == "Radius" else (rotate(c, w), rotate(d, w, (0.0, 0.0)))
             for k, (c, d) in axes.items()}
     mirror = -1.0 if side == "L" else 1.0
@@ -334,7 +343,7 @@ def hand_geometry(shape: HandShape, pose: Pose, side: str, size: int) -> HandGeo
     out_bones = {k: to_px(v, scale, origin) for k, v in bones.items()}
     return HandGeometry(
         size=size, bones=out_bones, ray_paths=[to_px(p, scale, origin) for p in paths],
-        ray_radius=[r * scale for r in radii], palm=to_px(palm, scale, origin),
+        ray_radius=[r * scale for r in radii], palm=to_px(palm, scale, origin), palm_parts=(-4 - n_wrist, -n_wrist),
         forearm=to_px(forearm, scale, origin), px_per_mm=scale,
         axes={k: (to_px(c, scale, origin), rotate(d * [mirror, 1.0], pose.rotation_deg))
               for k, (c, d) in axes.items()})

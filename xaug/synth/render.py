@@ -41,8 +41,10 @@ def _tissue(geom: HandGeometry, look, low: int) -> np.ndarray:
     m = np.zeros((low, low), np.uint8)
     cv2.fillPoly(m, [np.rint(geom.forearm * f).astype(np.int32)], 1)
     palm = np.rint(geom.palm * f).astype(np.int32)
-    cv2.fillPoly(m, [palm[:-4]], 1)
-    cv2.fillPoly(m, [palm[-4:]], 1)
+    web, wrist = geom.palm_parts
+    for part in (palm[:web], palm[web:wrist or None], palm[wrist:] if wrist else palm[:0]):
+        if len(part) >= 3:
+            cv2.fillPoly(m, [part], 1)
     for path, r in zip(geom.ray_paths, geom.ray_radius):
         pts = np.rint(path * f).astype(np.int32)
         t = max(1, int(round(2 * r * f)))
