@@ -295,6 +295,19 @@ def test_warp_image_kernel_checks(shape):
     assert G.warp_image(img, m, out_size=(10, 12)).shape == (10, 12) + shape[2:]
 
 
+@pytest.mark.parametrize("fill", ["background", 9, (1, 2, 3)])
+def test_grey_bgr_shortcut_is_bit_identical(fill):
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (48, 40), dtype=np.uint8)
+    img = np.repeat(grey[:, :, None], 3, 2)
+    m = G.rotation_matrix(21, (20, 22))
+    border = G._border_value(img, fill)
+    expect = cv2.warpAffine(img, m, (40, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=border)
+    assert G._is_grey_bgr(img) and not G._is_grey_bgr(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    assert np.array_equal(G.warp_image(img, m, fill=fill), expect)
+
+
 def test_warp_fills_with_background_or_value():
     img = np.full((64, 64, 3), 30, np.uint8)
     img[:4] = 250  # the bright top band must not leak into the fill
