@@ -574,7 +574,9 @@ def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float,
     if angle == 0:
         return img.copy(), m
     border = _border_value(img, fill)
-    src = img.copy()
+    grey = _is_grey_bgr(img) and border[0] == border[1] == border[2]
+    # the hand-side source: a private copy (one channel is enough for grey-looking BGR)
+    src = cv2.extractChannel(img, 0) if grey else img.copy()
     erase_forearm_near_wrist(src, annotations, frame, angle, half_width)
     band = top_band_rows(img)
     if band:
@@ -582,6 +584,8 @@ def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float,
         fill_px = np.rint(np.asarray(border[:channels])).astype(src.dtype)
         src[:band] = fill_px if src.ndim == 3 else fill_px[0]
     moved = _warp_linear(src, m, (h, w), border)
+    if grey:
+        moved = cv2.cvtColor(moved, cv2.COLOR_GRAY2BGR)
     out = blend_band(img, moved, frame.pivot, frame.axis, half_width, out=moved)
     if band:
         hand, _ = split_hand(annotations)
