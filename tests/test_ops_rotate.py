@@ -266,3 +266,19 @@ def test_wrist_rotation_on_synthetic_hands(tiny_dataset):
                 expect = cv2.warpAffine(src[c], m, (w, h), flags=cv2.INTER_NEAREST)
                 if expect.sum() > 0.9 * src[c].sum():  # not pushed off the canvas
                     assert dice(pred[c], expect) >= 0.9
+
+
+@pytest.mark.parametrize("turn", [90.0, -90.0, 180.0])
+def test_wrist_pivot_works_for_any_forearm_direction(turn):
+    size = 256
+    img, anns = make_hand(size)
+    m0 = G.rotation_matrix(turn, (127.5, 127.5))
+    img, anns = G.warp_image(img, m0), G.transform_annotations(anns, m0, (size, size))
+    frame = G.wrist_frame(anns, (size, size))
+    expect_axis = G.apply_points([[0.0, -1.0]], np.c_[m0[:, :2], [0, 0]])[0]
+    assert np.dot(frame.axis, expect_axis) > 0.95
+    out, out_anns, prov = OP.apply(plan_for(30.0, "wrist"), lambda rel: (img, anns))
+    assert out.shape == img.shape
+    for lab in FOREARM:
+        assert [a.points.tolist() for a in out_anns if a.label == lab] == \
+               [a.points.tolist() for a in anns if a.label == lab]
