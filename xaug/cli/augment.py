@@ -182,11 +182,11 @@ def register(app: typer.Typer) -> None:
 
         Example: xaug run pipelines/combined.yaml --jobs 2
         """
-        from xaug.pipeline import load_pipeline
+        from xaug.pipeline import load_pipeline, parse_pipeline, resolved_spec
 
         spec = load_pipeline(file)
-        if seed is not None:
-            spec = spec.model_copy(update={"seed": seed})
+        if seed is not None:  # re-validated like the rest of the spec
+            spec = parse_pipeline({**resolved_spec(spec), "seed": seed}, where="--seed")
         if check:
             _check(home, spec, file)
             return
