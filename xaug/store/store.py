@@ -384,7 +384,7 @@ class Store:
                 rewritten[lab_rel] = annotation_bytes(annotation_doc(s.annotations or [], s.doc_extra))
                 files[lab_rel] = (None, sha256_bytes(rewritten[lab_rel]), len(rewritten[lab_rel]))
         train_persons = [s.person for s in scan.samples if s.split == "train"]
-        split = person_folds_for(train_persons, meta, folds, split_seed)
+        split = self._split(train_persons, meta, folds, split_seed)
         items = []
         for s in scan.samples:
             lab_rel = label_relpath_for(s.relpath)
@@ -418,6 +418,17 @@ class Store:
                     _atomic_copy(src, dst)
             ds, created = self._publish(stage_root, manifest, name)
         return ds, created, stats
+
+    def _split(self, persons: list[str], meta: dict[str, PersonMeta], k: int, seed: int) -> dict[str, Any]:
+        """person_folds, cached by its inputs: an unchanged re-import need not import sklearn (~2 s)."""
+        people = sorted(set(persons))
+        key = sha256_bytes(canonical_json([people, [meta[p].sex if p in meta else None for p in people], k, seed]))
+        path = self.home / "cache" / "splits" / f"{key[:32]}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        split = person_folds_for(persons, meta, k, seed)
+        _atomic_write(path, json.dumps(split).encode())
+        return split
 
     def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str],
                         progress: bool) -> dict[str, tuple[Path | None, str, int]]:
