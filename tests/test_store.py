@@ -365,3 +365,30 @@ def test_cli_store_commands(store, layout, tmp_path):
     assert r.exit_code == 2 and "unknown dataset 'nope'" in r.output and "raw_v1" in r.output
     r = runner.invoke(app, ["import", str(tmp_path / "missing"), "--home", home])
     assert r.exit_code == 2 and "no such folder" in r.output
+
+
+@pytest.mark.parametrize("breaker", _bad_layouts()[:4], ids=lambda f: f.__name__)
+def test_a_failed_import_fails_again_until_fixed(tmp_path, breaker):
+    """The hash cache must not hide a bad file: only files that passed their check are trusted."""
+    root = make_layout(tmp_path / "src", persons=3)
+    store = Store(tmp_path / "home")
+    breaker(root)
+    for _ in range(2):
+        with pytest.raises(BadInput, match="nothing was registered"):
+            store.import_folder(root)
+    assert store.refs() == {}
+
+
+def test_unchanged_reimport_does_not_reparse_labels(store, layout, monkeypatch):
+    import xaug.store.store as store_mod
+
+    store.import_folder(layout)
+    calls = []
+    real = store_mod.parse_annotation_doc
+    monkeypatch.setattr(store_mod, "parse_annotation_doc", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    ds, created, _ = store.import_folder(layout)
+    assert not created and calls == []
+    lab = first_label(layout)
+    lab.write_text(lab.read_text() + " ")
+    ds2, created2, stats = store.import_folder(layout)
+    assert created2 and calls == [lab.relative_to(layout).as_posix()] and stats["hashed"] == 1

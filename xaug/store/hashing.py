@@ -34,41 +34,46 @@ class HashCache:
     """sha256 of files keyed by absolute path, trusted while size, mtime_ns and inode are unchanged.
 
     `hashed` and `reused` count what happened, so callers (and tests) can see that an unchanged
-    folder is not re-hashed.
+    folder is not re-hashed. A file can also be marked `checked` (it decoded / parsed cleanly):
+    an unchanged checked file need not be checked again; a changed file loses the mark.
     """
 
     def __init__(self, db_path: Path):
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
         self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
-                         " mtime_ns INTEGER, inode INTEGER, sha256 TEXT)")
+                         " mtime_ns INTEGER, inode INTEGER, sha256 TEXT, checked INTEGER DEFAULT 0)")
         self._lock = threading.Lock()
         self.hashed = 0
         self.reused = 0
 
-    def lookup(self, path: Path) -> tuple[str | None, os.stat_result]:
+    def lookup(self, path: Path) -> tuple[str | None, bool, os.stat_result]:
         st = os.stat(path)
         with self._lock:
-            row = self._db.execute("SELECT size, mtime_ns, inode, sha256 FROM files WHERE path=?",
+            row = self._db.execute("SELECT size, mtime_ns, inode, sha256, checked FROM files WHERE path=?",
                                    (str(path),)).fetchone()
         if row and row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] == st.st_ino:
-            return row[3], st
-        return None, st
+            return row[3], bool(row[4]), st
+        return None, False, st
 
     def digest(self, path: Path) -> tuple[str, int, bool]:
-        """(sha256, size, was_cached) for one file."""
+        """(sha256, size, checked) for one file; `checked` only for an unchanged, checked file."""
         path = Path(path).resolve()
-        cached, st = self.lookup(path)
+        cached, checked, st = self.lookup(path)
         if cached is not None:
             with self._lock:
                 self.reused += 1
-            return cached, st.st_size, True
+            return cached, st.st_size, checked
         sha = sha256_file(path)
         with self._lock:
             self.hashed += 1
-            self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)",
+            self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,0)",
                              (str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha))
         return sha, st.st_size, False
+
+    def mark_checked(self, path: Path) -> None:
+        with self._lock:
+            self._db.execute("UPDATE files SET checked=1 WHERE path=?", (str(Path(path).resolve()),))
 
     def close(self) -> None:
         with self._lock:

@@ -353,7 +353,7 @@ class Store:
 
         check_name(name)
         root = Path(path)
-        scan = scan_layout(root, lenient=lenient)
+        scan = scan_layout(root, parse=False)
         problems = list(scan.problems)
         sheet = root / META_SHEET
         meta: dict[str, PersonMeta] = {}
@@ -364,25 +364,13 @@ class Store:
                 problems += exc.lines()
         cache = HashCache(self.home / "cache" / "hashes.sqlite")
         try:
-            files = self._hash_and_check(root, scan, cache, problems, progress)
+            files, skipped, rewritten = self._hash_and_check(root, scan, cache, problems, lenient, progress)
         finally:
             cache.close()
         if problems:
             raise BadInput(f"{len(problems)} problem(s) in {root}; nothing was registered",
-                           problems=problems)
+                           problems=sorted(problems))
         stats = {"hashed": cache.hashed, "reused": cache.reused}
-        skipped_by_file: dict[str, list[int]] = {}
-        for sk in scan.skipped:
-            skipped_by_file.setdefault(sk["file"], []).append(sk["annotation"])
-        # lenient: labels with skipped annotations are rewritten without them
-        rewritten: dict[str, bytes] = {}
-        for s in scan.samples:
-            lab_rel = label_relpath_for(s.relpath)
-            if lab_rel in skipped_by_file:
-                from xaug.layout import annotation_bytes, annotation_doc
-
-                rewritten[lab_rel] = annotation_bytes(annotation_doc(s.annotations or [], s.doc_extra))
-                files[lab_rel] = (None, sha256_bytes(rewritten[lab_rel]), len(rewritten[lab_rel]))
         train_persons = [s.person for s in scan.samples if s.split == "train"]
         split = self._split(train_persons, meta, folds, split_seed)
         items = []
@@ -401,7 +389,7 @@ class Store:
             extra_files.append({"path": META_SHEET, "sha256": files[META_SHEET][1], "size": files[META_SHEET][2]})
         manifest = new_manifest(kind="import", items=items, files=extra_files, source=None,
                                 spec={"op": "import", "lenient": lenient, "folds": folds}, seed=split_seed,
-                                plan_key=None, split=split, skipped=scan.skipped, name=name)
+                                plan_key=None, split=split, skipped=skipped, name=name)
         id = manifest_id(manifest)
         existing = self._existing(name, id)
         if existing is not None:
@@ -430,36 +418,54 @@ class Store:
         _atomic_write(path, json.dumps(split).encode())
         return split
 
-    def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str],
-                        progress: bool) -> dict[str, tuple[Path | None, str, int]]:
-        """Hash every file (cached when unchanged) and decode-check new images, in threads."""
+    def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str], lenient: bool,
+                        progress: bool):
+        """Hash every file (cached when unchanged) and check the ones not checked before, in threads.
+
+        Images must decode; labels must parse with known labels and 3+ points. With `lenient`,
+        bad annotations are dropped: the label is rewritten without them and they are returned as
+        `skipped`. Returns ({relpath: (source path or None, sha256, size)}, skipped, rewritten).
+        """
         from concurrent.futures import ThreadPoolExecutor
 
-        from xaug.layout import read_image
+        from xaug.layout import annotation_bytes, annotation_doc, read_image
 
-        paths: list[tuple[str, Path, bool]] = [(s.relpath, s.image_path, True) for s in scan.samples]
-        paths += [(label_relpath_for(rel), p, False) for rel, p in scan.label_files.items()]
+        paths: list[tuple[str, Path, str]] = [(s.relpath, s.image_path, "image") for s in scan.samples]
+        paths += [(label_relpath_for(rel), p, "label") for rel, p in scan.label_files.items()]
         if (root / META_SHEET).is_file():
-            paths.append((META_SHEET, (root / META_SHEET).resolve(), False))
+            paths.append((META_SHEET, (root / META_SHEET).resolve(), "sheet"))
 
         def one(entry):
-            rel, p, is_image = entry
-            sha, size, cached = cache.digest(p)
-            if is_image and not cached:  # an image seen unchanged before was checked then
+            rel, p, kind = entry
+            sha, size, checked = cache.digest(p)
+            problem, skip, new_bytes = [], [], None
+            if kind == "image" and not checked:
                 try:
                     read_image(p)
                 except BadInput:
-                    return rel, p, sha, size, f"{rel}: not a readable PNG image; replace or remove the file"
-            return rel, p, sha, size, None
+                    problem.append(f"{rel}: not a readable PNG image; replace or remove the file")
+            elif kind == "label" and (not checked or lenient):
+                anns, extra, problem, skip = parse_annotation_doc(p.read_bytes(), rel, lenient)
+                if skip:
+                    new_bytes = annotation_bytes(annotation_doc(anns, extra))
+            if not problem and not skip and not checked:
+                cache.mark_checked(p)
+            return rel, p, sha, size, problem, skip, new_bytes
 
         out: dict[str, tuple[Path | None, str, int]] = {}
+        skipped: list[dict] = []
+        rewritten: dict[str, bytes] = {}
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            for rel, p, sha, size, problem in _progress(pool.map(one, paths), progress, "hashing",
-                                                        total=len(paths)):
-                if problem:
-                    problems.append(problem)
-                out[rel] = (p, sha, size)
-        return out
+            for rel, p, sha, size, problem, skip, new_bytes in _progress(
+                    pool.map(one, paths), progress, "checking", total=len(paths)):
+                problems += problem
+                skipped += skip
+                if new_bytes is not None:
+                    rewritten[rel] = new_bytes
+                    out[rel] = (None, sha256_bytes(new_bytes), len(new_bytes))
+                else:
+                    out[rel] = (p, sha, size)
+        return out, skipped, rewritten
 
     # -- verify and export
     def verify(self, ref: str) -> list[str]:
