@@ -1,10 +1,12 @@
 """The op registry contract, plus small hand-made hands shared by the test_ops_* modules."""
 from __future__ import annotations
 
+import json
+from typing import Annotated, Union
+
 import numpy as np
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from typing import Annotated, Union
 
 from xaug.classes import CLASSES
 from xaug.errors import XaugError
@@ -109,6 +111,5 @@ def test_discriminated_union_on_op():
 
 def test_item_plan_round_trips_json():
     plan = get_op("rotate").plan(get_op("rotate").Spec(), sources_of(2), rng_for_seed(0))[0]
-    import json
     again = ItemPlan.from_json(json.loads(json.dumps(plan.to_json())))
     assert again == plan

@@ -1,6 +1,8 @@
 """The rotate op: spec parsing, the random layer (angles), apply for both pivots."""
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -109,7 +111,6 @@ def test_image_pivot_matches_kernels_and_records_the_matrix():
     assert np.array_equal(src, img)
     assert [a.label for a in out_anns] == [a.label for a in anns]  # nothing left the canvas
     assert all(a.extra["type"] == "poly_seg" for a in out_anns)
-    import json
     json.dumps(prov)
 
 
