@@ -91,6 +91,18 @@ def test_explicit_angles_uniform_over_the_list():
     assert stats.chisquare(counts).pvalue > 0.001
 
 
+def test_random_sign_gives_both_wrist_directions():
+    plans = OP.plan(RotateSpec(angle_range="30:45", random_sign=True, pivot="wrist"), sources_of(2000),
+                    rng_for_seed(5))
+    angles = np.array([p.params["angle"] for p in plans])
+    assert ((np.abs(angles) >= 30) & (np.abs(angles) <= 45)).all()
+    assert abs((angles > 0).mean() - 0.5) < 0.05
+    assert stats.kstest(np.abs(angles), stats.uniform(loc=30, scale=15).cdf).pvalue > 0.001
+    # without it the same seed gives the same magnitudes, all positive
+    plain = OP.plan(RotateSpec(angle_range="30:45"), sources_of(20), rng_for_seed(5))
+    assert [p.params["angle"] for p in plain] == [abs(a) for a in angles[:20]]
+
+
 def test_fixed_angle_range():
     plans = OP.plan(RotateSpec(angle_range=(12, 12)), sources_of(3), rng_for_seed(0))
     assert {p.params["angle"] for p in plans} == {12.0}

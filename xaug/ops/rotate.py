@@ -35,6 +35,8 @@ class RotateSpec(BaseModel):
     op: Literal["rotate"] = "rotate"
     angle_range: tuple[float, float] = Field((-30.0, 30.0), description="degrees, low:high; positive = counter-clockwise")
     angles: list[float] | None = Field(None, description="explicit angles to choose from (overrides angle_range)")
+    random_sign: bool = Field(False, description="flip the drawn angle's sign with probability 1/2, "
+                              "e.g. angle_range 30:45 -> +-30..45 (the test set's wrist poses)")
     per_image: int = Field(1, ge=1, le=100, description="rotated copies per source image")
     pivot: Literal["image", "wrist"] = Field("image", description="image: whole image about its centre; "
                                              "wrist: the hand about the wrist, forearm stays")
@@ -73,11 +75,16 @@ class RotateSpec(BaseModel):
 
 
 def draw_angle(spec: RotateSpec, rng: np.random.Generator) -> float:
-    """One angle: uniform over `angles` if given, else uniform over `angle_range`."""
+    """One angle: uniform over `angles` if given, else uniform over `angle_range`; then, with
+    `random_sign`, negated with probability 1/2 (a second draw from the same generator)."""
     if spec.angles is not None:
-        return float(spec.angles[int(rng.integers(len(spec.angles)))])
-    lo, hi = spec.angle_range
-    return float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+        angle = float(spec.angles[int(rng.integers(len(spec.angles)))])
+    else:
+        lo, hi = spec.angle_range
+        angle = float(rng.uniform(lo, hi)) if hi > lo else float(lo)
+    if spec.random_sign and rng.random() < 0.5:
+        angle = -angle
+    return angle + 0.0  # no -0.0 in the provenance
 
 
 @register_op("rotate")
