@@ -390,3 +390,13 @@ def test_docs_example_runs(capsys):
     code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S).group(1)
     exec(compile(code, str(doc), "exec"), {})
     assert "hand_rot0_R" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", ["xaug.geometry", "xaug.ops", "xaug.ops.rotate", "xaug.ops.mosaic",
+                                    "xaug.ops.flip"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

@@ -246,7 +246,7 @@ def transform_annotations(annotations: Iterable[Annotation], m: np.ndarray, shap
     >>> tri = Annotation("Capitate", np.array([[0, 0], [9, 0], [0, 9]]), {"id": "c1"})
     >>> out = transform_annotations([tri], translation_matrix(-3, 0), (16, 16))
     >>> out[0].points.tolist(), out[0].extra
-    ([[0, 6], [0, 0], [6, 0]], {'id': 'c1'})
+    ([[0, 0], [6, 0], [0, 6]], {'id': 'c1'})
     """
     clip = canvas_box(shape)
     if clip_rect is not None:
