@@ -157,3 +157,31 @@ def test_predictions_at_another_size_are_resized_to_the_image(tmp_path):
     small = gt[:, ::2, ::2]
     rep = write_error_report([(s, small)], tmp_path / "rep", "t", progress=False)
     assert rep.images[0].mean_dice > 0.8
+
+
+def naive_analysis(gt, pred, px):
+    """The definitions written out on whole images, channel by channel (reference)."""
+    g_any, wrong = gt.any(0), (pred & ~gt).any(0)
+    counts, near = np.zeros((29, 3), int), np.zeros((29, 3), int)
+    for c in range(29):
+        fp, fn = pred[c] & ~gt[c], gt[c] & ~pred[c]
+        kinds = ((fp & g_any) | (fn & wrong), fn & ~wrong, fp & ~g_any)
+        band = boundary_band(gt[c], px)
+        counts[c] = [k.sum() for k in kinds]
+        near[c] = [(k & band).sum() for k in kinds]
+    return g_any & wrong, counts, near
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_windowed_analysis_equals_the_definitions_on_whole_images(seed):
+    rng = np.random.default_rng(np.random.SeedSequence([6, seed]))
+    gt, pred = stack(64, 64), stack(64, 64)
+    for c in rng.choice(29, 12, replace=False):  # blobs, some at the image border, some classes empty
+        for m, shift in ((gt, 0), (pred, int(rng.integers(-3, 4)))):
+            y, x = rng.integers(-4, 60, 2)
+            hh, ww = rng.integers(3, 20, 2)
+            m[c, max(0, y + shift):max(0, y + shift + hh), max(0, x):max(0, x + ww)] = True
+    a = analyse_errors(gt, pred, boundary_px=2)
+    red, counts, near = naive_analysis(gt, pred, 2)
+    assert (a.confusion == red).all()
+    assert (a.counts == counts).all() and (a.near_boundary == near).all()

@@ -82,6 +82,27 @@ def boundary_band(mask: np.ndarray, px: int) -> np.ndarray:
     return (grown > 0) & (shrunk == 0)
 
 
+def _window(g: np.ndarray, p: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """Bounding box of g | p grown by `margin` and clipped to the image; None when both are empty."""
+    rows = np.flatnonzero(g.any(1) | p.any(1))
+    if not rows.size:
+        return None
+    r0, r1 = rows[0], rows[-1] + 1
+    cols = np.flatnonzero(g[r0:r1].any(0) | p[r0:r1].any(0))
+    h, w = g.shape
+    return (slice(max(0, r0 - margin), min(h, r1 + margin)),
+            slice(max(0, cols[0] - margin), min(w, cols[-1] + 1 + margin)))
+
+
+def _band_in_window(mask: np.ndarray, win: tuple[slice, slice], px: int) -> np.ndarray:
+    """boundary_band(mask)[win], computed on the window only.
+
+    The window extends `px + 1` beyond the mask wherever it does not meet the image border, so the
+    window's edges there lie outside the mask, and replicating them equals the zeros beyond.
+    """
+    return boundary_band(mask[win], px)
+
+
 def analyse_errors(gt: np.ndarray, pred: np.ndarray, boundary_px: int = BOUNDARY_PX) -> ErrorAnalysis:
     """Classify every wrong (class, pixel) of `pred` against `gt`, both (29, H, W) binary."""
     if gt.shape != pred.shape or gt.ndim != 3:
@@ -91,26 +112,34 @@ def analyse_errors(gt: np.ndarray, pred: np.ndarray, boundary_px: int = BOUNDARY
     gt_any = np.zeros((h, w), bool)
     wrong_any = np.zeros((h, w), bool)
     missed_any = np.zeros((h, w), bool)
-    for c in range(c_count):  # channel by channel: no (29, H, W) temporaries
-        g, p = gt[c].astype(bool), pred[c].astype(bool)
-        gt_any |= g
-        wrong_any |= p & ~g
-        missed_any |= g & ~p
+    # Each channel is worked on inside the bounding box of its ground truth and prediction (plus
+    # the boundary margin): bones are small against the image, and nothing outside can change.
+    windows = [_window(gt[c], pred[c], boundary_px + 1) for c in range(c_count)]
+    for c, win in enumerate(windows):
+        if win is None:
+            continue
+        g, p = gt[c][win].astype(bool), pred[c][win].astype(bool)
+        gt_any[win] |= g
+        wrong_any[win] |= p & ~g
+        missed_any[win] |= g & ~p
     counts = np.zeros((c_count, 3), np.int64)
     near = np.zeros((c_count, 3), np.int64)
     dice = np.ones(c_count)
     gt_px = np.zeros(c_count, np.int64)
     pred_px = np.zeros(c_count, np.int64)
-    for c in range(c_count):
-        g, p = gt[c].astype(bool), pred[c].astype(bool)
-        gt_px[c], pred_px[c] = g.sum(), p.sum()
+    for c, win in enumerate(windows):
+        if win is None:
+            continue
+        g, p = gt[c][win].astype(bool), pred[c][win].astype(bool)
+        gt_px[c], pred_px[c] = np.count_nonzero(g), np.count_nonzero(p)
         inter = np.count_nonzero(g & p)
         dice[c] = (2.0 * inter + DICE_EPS) / (gt_px[c] + pred_px[c] + DICE_EPS)
         fp, fn = p & ~g, g & ~p
         if not (fp.any() or fn.any()):
             continue
-        kinds = ((fp & gt_any) | (fn & wrong_any), fn & ~wrong_any, fp & ~gt_any)
-        band = boundary_band(g, boundary_px)
+        ga, wa = gt_any[win], wrong_any[win]
+        kinds = ((fp & ga) | (fn & wa), fn & ~wa, fp & ~ga)
+        band = _band_in_window(gt[c], win, boundary_px)
         for k, m in enumerate(kinds):
             counts[c, k] = np.count_nonzero(m)
             near[c, k] = np.count_nonzero(m & band)
