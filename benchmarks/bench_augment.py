@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network version check in the timed child
 
 
 CPU: dict[str, list[float]] = {}   # CPU seconds (user + sys) of the last child, by label
@@ -168,8 +169,9 @@ def main() -> None:
             wall.setdefault(key, []).append(seconds)
             cpu.setdefault(key, []).append(CPU["last"][0] if cpu_s is None else cpu_s)
 
+        base_seed = int(time.time()) % 1_000_000 * 100  # never used before: no run is a cache hit
         for r in range(args.repeat):
-            seed = str(1000 + r)
+            seed = str(base_seed + r)
             common = ["--from", raw.name, "--seed", seed, "--home", str(home), "-q"]
             keep("rotate", xaug("rotate", "--angles", "-30:30", "--jobs", "1", "--name", "brot", *common))
             keep("wrist", xaug("rotate", "--angles", "-45:45", "--pivot", "wrist", "--jobs", "1",
