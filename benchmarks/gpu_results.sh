@@ -8,6 +8,7 @@
 #
 # Every phase is idempotent: versions are reused by plan key, runs continue with --resume.
 set -euo pipefail
+export NO_ALBUMENTATIONS_UPDATE=1  # no version look-up on the network at import
 XAUG=${XAUG:-"python3 -m xaug"}
 H=${XAUG_HOME:-xaug-gpu}          # the store
 R=${RUNS:-runs}                   # run folders
@@ -64,7 +65,7 @@ for run in $TRAIN_RUNS; do  # each run trained, then scored, so a cut-off call k
   if has train; then
     log train $run; $XAUG train --dataset $data --run "$R/$run" --epochs "$epochs" "${common[@]}"
   fi
-  if has evaluate && [[ -f "$R/$run/best.pt" ]]; then
+  if has evaluate && [[ -f "$R/$run/best.pt" && -z $(find "$R/$run" -name 'eval_*_test.json' -newer "$R/$run/best.pt") ]]; then
     log evaluate $run; $XAUG evaluate --run "$R/$run" --dataset raw --split test --device "$DEVICE" --home "$H"
   fi
 done

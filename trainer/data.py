@@ -6,6 +6,7 @@ reads a dataset folder by itself.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -32,6 +33,8 @@ class OnlineAug:
     hflip: float = 0.5  # a flipped right hand looks like a left hand: class meaning is kept
 
     def build(self):
+        # albumentations looks for a newer version online at import; training must work offline
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
         import albumentations as A
 
         ops = []

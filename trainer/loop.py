@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # only for libraries that still use it; xaug never does
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = build_model(width=cfg.width, depth=cfg.depth, norm=cfg.norm, max_width=cfg.max_width).to(dev)
