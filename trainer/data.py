@@ -131,10 +131,12 @@ class TrainSet(Dataset):
         self.size = size
         self.seed = seed
         self.transform = aug.build() if aug is not None else None
-        self.images: np.ndarray | None = None
+        self.images: torch.Tensor | None = None
         self.shapes: list[tuple[int, int]] | None = None
         if cache:
-            self.images, self.shapes = _cache(self.samples, size, jobs)
+            images, self.shapes = _cache(self.samples, size, jobs)
+            # in shared memory: forkserver/spawn workers receive a handle, not a pickled copy
+            self.images = torch.from_numpy(images).share_memory_()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -143,7 +145,7 @@ class TrainSet(Dataset):
         epoch, i = key if isinstance(key, tuple) else (0, key)
         sample = self.samples[i]
         if self.images is not None:
-            gray, hw = self.images[i], self.shapes[i]
+            gray, hw = self.images[i].numpy(), self.shapes[i]
         else:
             gray, hw = load_gray(sample, self.size)
         masks = scaled_masks(sample, hw, self.size)
