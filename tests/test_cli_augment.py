@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from _augment_data import make_augment_home, make_hands_layout
 from xaug.cli import app
 from xaug.store import Store
 
@@ -17,17 +15,15 @@ PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cli_augment")
-    return make_augment_home(root / "home", make_hands_layout(root / "layout"))
-
-
 @pytest.fixture
-def home(template, tmp_path) -> Path:
-    dst = tmp_path / "home"
-    shutil.copytree(template, dst)
-    return dst
+def home(store_copy) -> Path:
+    """A private copy of the shared tiny synthetic store (conftest.py), holding `raw`."""
+    return store_copy
+
+
+def n_sources(home: Path) -> int:
+    """Training images outside the validation fold: what a pipeline on `train` reads."""
+    return len(Store(home).open("raw").samples(split="train", role="train", load=False))
 
 
 def xaug(home: Path, *args: str):
@@ -41,7 +37,8 @@ def snapshot(home: Path) -> dict[str, bytes]:
 def test_rotate_then_the_same_command_is_a_cache_hit_and_another_seed_is_v2(home):
     first = xaug(home, "rotate", "--angles", "-30:30", "--per-image", "2", "--jobs", "1")
     assert first.exit_code == 0, first.output
-    assert re.match(r"rotate_v1 \([0-9a-f]{8}…\) 16 items \(16 made\)", first.stdout)
+    n = 2 * n_sources(home)
+    assert re.match(rf"rotate_v1 \([0-9a-f]{{8}}…\) {n} items \({n} made\)", first.stdout), first.stdout
     before = snapshot(home)
     again = xaug(home, "rotate", "--angles", "-30:30", "--per-image", "2", "--jobs", "2")
     assert again.exit_code == 0, again.output
