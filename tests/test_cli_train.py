@@ -90,3 +90,20 @@ def test_user_mistakes_are_one_line_errors(home, tmp_path, monkeypatch):
     assert res.exit_code == 2 and "multiple of 2**depth" in res.output
     res = invoke("compare", "nothing-here")
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_unlabelled_test_split_is_a_clear_error(tmp_path, monkeypatch):
+    """An imported competition layout has no test labels: scoring it says so; predicting works."""
+    from _layout import make_layout
+
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    assert invoke("import", make_layout(tmp_path / "src", persons=5, size=48), "--home", home).exit_code == 0
+    res = invoke("train", "--dataset", "raw", "--val", "raw", "--run", "imp", "--home", home, *TINY)
+    assert res.exit_code == 0, res.output
+    res = invoke("evaluate", "--run", "imp", "--split", "test", "--home", home, "--device", "cpu")
+    assert res.exit_code == 2 and "have no labels" in res.output
+    res = invoke("predict", "--run", "imp", "--out", tmp_path / "sub.csv", "--home", home, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "sub.csv").read_text().splitlines()
+    assert len(rows) == 1 + 29 and rows[1].split(",")[1] == "finger-1"
