@@ -74,10 +74,12 @@ def train_version(store, dataset: str, *, val: str | None = None, run: str | Pat
     from trainer.loop import train
 
     ds = store.open(dataset)
-    val_ds = store.open(val) if val else lineage_root(store, ds)
+    root = lineage_root(store, ds)
+    val_ds = store.open(val) if val else root
     train_s = training_samples(ds)
     val_s = validation_samples(val_ds)
-    overlap = {s.person for s in train_s} & {s.person for s in val_s} if val_ds.id == lineage_root(store, ds).id else set()
+    # person IDs are only comparable within one lineage
+    overlap = {s.person for s in train_s} & {s.person for s in val_s} if val_ds.id == root.id else set()
     if overlap:
         raise XaugError(f"validation persons also appear in the training data ({', '.join(sorted(overlap)[:5])}); "
                         "train on a version derived from the train role only", where=ds.name)
