@@ -99,6 +99,7 @@ class Dataset:
         self.name = name
         self.manifest = manifest
         self._persons: dict[str, PersonMeta] | None = None
+        self._by_path: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, {self.id[:12]})"
@@ -146,6 +147,10 @@ class Dataset:
 
     def item(self, ref: str) -> dict[str, Any]:
         """An item by image relpath, file name or stem."""
+        if self._by_path is None:
+            self._by_path = {it["image"]["path"]: it for it in self.items}
+        if ref in self._by_path:
+            return self._by_path[ref]
         for it in self.items:
             rel = it["image"]["path"]
             if ref in (rel, Path(rel).name, Path(rel).stem):
