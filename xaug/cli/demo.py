@@ -22,10 +22,11 @@ def demo_cmd(
     persons: int = typer.Option(32, "--persons", min=4, help="Synthetic train persons (2 hands each)."),
     test_persons: int = typer.Option(12, "--test-persons", min=1, help="Synthetic test persons."),
     size: int = typer.Option(512, "--size", min=128, help="Synthetic image side (the real data: 2048)."),
-    train_size: int = typer.Option(256, "--train-size", min=64, help="Training input side."),
-    epochs: int = typer.Option(10, "--epochs", min=1,
+    train_size: int = typer.Option(128, "--train-size", min=64, help="Training input side (a multiple of 16)."),
+    epochs: int = typer.Option(100, "--epochs", min=1,
                                help="Baseline epochs; augmented runs get the same number of steps."),
     width: int = typer.Option(16, "--width", min=4, help="U-Net channels at full resolution."),
+    lr: float = typer.Option(1e-2, "--lr", help="AdamW peak learning rate (high: the demo trains few steps)."),
     mosaic_run: bool = typer.Option(False, "--mosaic-run", help="Also train and compare a mosaic run."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder for the run folders."),
     seed: int = typer.Option(0, "--seed"),
@@ -60,6 +61,7 @@ def demo_cmd(
         out.print(f"  {result.summary()}")
 
     from trainer.compare import compare, plot_comparison
+    from trainer.data import OnlineAug
     from trainer.runs import evaluate_run, train_version
 
     plan = [("baseline", raw)] + [("rotate", derived["rotate"])] + ([("mosaic", derived["mosaic"])] if mosaic_run else [])
@@ -75,7 +77,8 @@ def demo_cmd(
         step(f"training {run_name} on {ds.name} ({run_epochs} epochs at {train_size}px) -> {run_dir}")
         train_version(store, ds.name, run=run_ref,
                       resume=(run_dir / "last.pt").exists(), device=device, epochs=run_epochs, size=train_size,
-                      batch=8, width=width, depth=4, seed=seed, val_every=run_epochs)
+                      batch=8, width=width, depth=4, lr=lr, aug=OnlineAug(hflip=0.0), seed=seed,
+                      val_every=run_epochs)
         step(f"evaluating {run_name} on the test split of {raw.name}")
         ev = evaluate_run(store, run_ref, dataset=raw.name,
                           split="test", device=device)
