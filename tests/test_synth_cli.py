@@ -1,7 +1,6 @@
 """`xaug synth` through typer's CliRunner."""
 from __future__ import annotations
 
-import json
 
 from typer.testing import CliRunner
 

@@ -19,7 +19,6 @@ identical bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from xaug import __version__
 from xaug.errors import BadInput, XaugError
+from xaug.store.hashing import canonical_json
 
 if TYPE_CHECKING:  # the store is only needed when a pipeline runs
     from xaug.store import Dataset, Store
@@ -215,11 +215,6 @@ def _key_lines(node, path: tuple = ()) -> dict[tuple, int]:
 
 
 # ---------------------------------------------------------------- planning
-
-def canonical_json(obj: Any) -> bytes:
-    """The only bytes ever hashed: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
 
 def resolved_spec(spec) -> dict[str, Any]:
     """The spec with every default filled in, as JSON (what the manifest records)."""

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, console, open_store, out, print_json
+from xaug.cli.common import HomeOption, open_store, out, print_json
 from xaug.classes import CLASSES
 
 

@@ -10,7 +10,7 @@ Everything here works on annotations (polygons) and small arrays; no I/O, no plo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
