@@ -299,6 +299,45 @@ def test_interrupted_build_resumes_with_finished_items(store, layout):
     assert ds.name == "half_v1" and len(ds.items) == 1 and store.verify("half") == []
 
 
+def test_a_resumed_build_does_not_publish_what_a_killed_write_left(store, layout):
+    src, _, _ = store.import_folder(layout)
+    s = src.samples(split="train", role="train")[0]
+    rel = image_relpath("train", s.person, s.stem + "_x")
+    with store.build(name="half", kind="t", plan_key="stray-plan", source=src, spec={}, seed=0) as b:
+        b.add_item(rel, s.image_path, None, person=s.person, split="train")
+        # a write killed mid-way, and an item whose record was never written
+        (b.staging / Path(rel).parent / f".{Path(rel).name}.999.tmp").write_bytes(b"partial")
+        (b.staging / "train/images/ID999").mkdir(parents=True)
+        (b.staging / "train/images/ID999/orphan.png").write_bytes(b"no record")
+    with store.build(name="half", kind="t", plan_key="stray-plan", source=src, spec={}, seed=0) as b:
+        ds = b.commit()
+    assert store.verify(ds.name) == []
+    assert not (ds.root / "train/images/ID999").exists()
+
+
+def test_a_resumed_import_does_not_publish_a_killed_copy(tmp_path, layout, monkeypatch):
+    import shutil
+    import xaug.store.store as store_mod
+    home = tmp_path / "home"
+    real_copy, calls = shutil.copyfile, []
+
+    def dying_copy(src, dst, *a, **k):
+        calls.append(dst)
+        if len(calls) == 5:  # the process "dies" half-way through a copy (another pid: another name)
+            Path(dst).with_name(Path(dst).name.replace(f".{os.getpid()}.", ".999.")).write_bytes(b"partial")
+            raise KeyboardInterrupt
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(store_mod.shutil, "copyfile", dying_copy)
+    with pytest.raises(KeyboardInterrupt):
+        Store(home).import_folder(layout)
+    assert "raw" not in Store(home).refs()
+    monkeypatch.setattr(store_mod.shutil, "copyfile", real_copy)
+    ds, created, _ = Store(home).import_folder(layout)
+    assert created and Store(home).verify(ds.name) == []
+    assert not list(ds.root.rglob("*.tmp"))
+
+
 IMPORT_SCRIPT = """
 import sys
 from xaug.store import Store

@@ -88,6 +88,31 @@ def stage_item(staging: Path, image_relpath: str, image: bytes | Path, label: by
     return record
 
 
+def _prune_staging(data_dir: Path, manifest: dict[str, Any]) -> None:
+    """Delete what a killed run left in a staging folder and the manifest does not list.
+
+    A run killed mid-write leaves `.name.<pid>.tmp` files (and, between an item's files and its
+    record, files of an item without a record). A resumed run rewrites those items, but the stray
+    files would be published with the version and fail `verify` as extras.
+    """
+    keep = {f["path"] for f in manifest.get("files", [])}
+    for it in manifest.get("items", []):
+        if it.get("stored_in"):
+            continue
+        keep.add(it["image"]["path"])
+        if it.get("label"):
+            keep.add(it["label"]["path"])
+    if not data_dir.is_dir():
+        return
+    for path in sorted(data_dir.rglob("*"), reverse=True):
+        rel = path.relative_to(data_dir).as_posix()
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif rel not in keep:
+            path.unlink()
+
+
 # ---------------------------------------------------------------- datasets
 
 class Dataset:
@@ -329,6 +354,7 @@ class Store:
                 return existing, False
             target = self.version_dir(id)
             if not (target / "manifest.json").is_file():
+                _prune_staging(stage_root / "data", manifest)
                 _atomic_write(stage_root / "manifest.json", json.dumps(manifest, indent=1).encode())
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.exists():  # a folder without manifest: an interrupted publish
