@@ -258,7 +258,7 @@ def test_rasterised_output_agrees_with_the_transformed_shape(ring, angle, dx):
 
 def test_rasterised_hand_agrees_with_warped_masks():
     """Bone-sized shapes (over 2000 px): the mean Dice against the warped source masks >= 0.99."""
-    from test_ops_base import hand_annotations
+    from hands import hand_annotations
 
     size = 640
     anns = hand_annotations(size)
@@ -362,7 +362,7 @@ def test_blend_band(normal):
 
 
 def test_wrist_frame_on_an_upright_hand():
-    from test_ops_base import BOXES, hand_annotations
+    from hands import BOXES, hand_annotations
 
     size = 256
     frame = G.wrist_frame(hand_annotations(size), (size, size))

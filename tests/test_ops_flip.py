@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from test_ops_base import make_hand, rng_for_seed, sources_of
+from hands import make_hand
+from test_ops_base import rng_for_seed, sources_of
 from xaug import geometry as G
 from xaug.ops import FlipSpec, ItemPlan, SourceInfo, get_op
 from xaug.raster import class_masks, dice

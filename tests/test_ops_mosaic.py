@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from scipy import stats
 from shapely.geometry import Polygon
 
-from test_ops_base import make_hand, rng_for_seed, sources_of
+from hands import make_hand
+from test_ops_base import rng_for_seed, sources_of
 from xaug import geometry as G
 from xaug.errors import XaugError
 from xaug.ops import MosaicSpec, SourceInfo, get_op
@@ -214,7 +215,6 @@ def test_mixed_gray_and_colour_sources():
 @given(seed=st.integers(0, 10_000), rows=st.integers(1, 3), cols=st.integers(1, 3),
        beta=st.floats(0.2, 3.0))
 def test_mosaic_area_is_the_sum_of_the_clipped_pieces(seed, rows, cols, beta):
-    size = 64
     srcs, data = LOADER
     plan = OP.plan(MosaicSpec(grid=(rows, cols), n=1, beta=beta, min_area=0), srcs, rng_for_seed(seed))[0]
     out, anns, prov = OP.apply(plan, lambda rel: data[rel])

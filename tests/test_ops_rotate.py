@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats
 
-from test_ops_base import make_hand, rng_for_seed, sources_of
+from hands import make_hand
+from test_ops_base import rng_for_seed, sources_of
 from xaug import geometry as G
 from xaug.classes import CLASS_INDEX, FOREARM
 from xaug.ops import ItemPlan, RotateSpec, get_op

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from report_hands import schematic_hand
+from hands import schematic_hand
 from xaug.classes import CLASS_INDEX
 from xaug.errors import BadInput
 from xaug.model import Sample

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from report_hands import schematic_hand
+from hands import schematic_hand
 from xaug.classes import CLASS_INDEX, CLASSES
 from xaug.model import Annotation
 from xaug.raster import class_masks
