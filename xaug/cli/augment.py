@@ -27,6 +27,9 @@ class Split(str, Enum):
     test = "test"
 
 
+SplitOption = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons).")
+
+
 class Pivot(str, Enum):
     image = "image"
     wrist = "wrist"
@@ -104,7 +107,7 @@ def register(app: typer.Typer) -> None:
         pivot: Pivot = typer.Option(Pivot.image, "--pivot", help="image: turn the whole image about its "
                                     "centre; wrist: turn the hand about the wrist, forearm kept."),
         source: str = FromOption,
-        split: Split = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons)."),
+        split: Split = SplitOption,
         seed: int = SeedOption,
         jobs: Optional[int] = JobsOption,
         name: str = typer.Option("rotate", "--name", help="Name of the new version."),
@@ -129,7 +132,7 @@ def register(app: typer.Typer) -> None:
         n: int = typer.Option(800, "--n", help="Number of mosaic images to make."),
         beta: float = typer.Option(0.3, "--beta", help="Cell boundaries ~ Beta(beta, beta) (RICAP)."),
         source: str = FromOption,
-        split: Split = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons)."),
+        split: Split = SplitOption,
         seed: int = SeedOption,
         jobs: Optional[int] = JobsOption,
         name: str = typer.Option("mosaic", "--name", help="Name of the new version."),
@@ -151,7 +154,7 @@ def register(app: typer.Typer) -> None:
     @app.command("flip")
     def flip(
         source: str = FromOption,
-        split: Split = typer.Option(Split.train, "--split", help="Split to read (train: non-validation persons)."),
+        split: Split = SplitOption,
         seed: int = SeedOption,
         jobs: Optional[int] = JobsOption,
         name: str = typer.Option("flip", "--name", help="Name of the new version."),
