@@ -12,14 +12,13 @@ from typing import Any, Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, open_store, out, print_json
+from xaug.cli.common import HomeOption, JobsOption, QuietOption, open_store, out, print_json
 from xaug.errors import BadInput
 
 FromOption = typer.Option("raw", "--from", help="Source version: a name, name_vN or hash prefix.")
 SeedOption = typer.Option(0, "--seed", help="Seed of every random draw; another seed makes another version.")
 IncludeOption = typer.Option(False, "--include-source/--no-include-source",
                              help="Also list the source items by reference (no bytes copied).")
-QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
 class Split(str, Enum):

@@ -1,6 +1,7 @@
 """What every command shares: the store option, error mapping to one-line messages, output."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ out = Console(highlight=False, soft_wrap=True)
 HomeOption = typer.Option(None, "--home", help="Store folder (default: $XAUG_HOME or ./xaug-data).",
                           show_default=False)
 JobsOption = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: all cores).")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
 def home_path(home: Optional[Path]) -> Path:
@@ -55,16 +57,47 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """Click's UsageError, and the one of the click copy that newer typer releases vendor."""
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+USAGE_ERRORS = _usage_error_types()
+
+
 class XaugGroup(TyperGroup):
     """Maps user mistakes (XaugError, pydantic ValidationError) to `error: where: message` lines
     on stderr and exit code 2, with no traceback; real bugs still raise."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except USAGE_ERRORS as exc:  # a bad option of `xaug` itself
+            usage_exit(exc)
 
     def invoke(self, ctx):
         from pydantic import ValidationError
 
         try:
             return super().invoke(ctx)
+        except USAGE_ERRORS as exc:  # an unknown command, a bad or missing option or value
+            usage_exit(exc)
         except (XaugError, ValidationError) as exc:
             for line in error_lines(exc):
                 console.print(f"error: {line}", markup=False)
             raise typer.Exit(2) from None
+
+
+def usage_exit(exc: Exception) -> None:
+    """A command-line mistake as one line naming the command and the flag, then exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "xaug"
+    msg = " ".join(exc.format_message().split()).rstrip(".")
+    console.print(f"error: {path}: {msg} (see `{path} --help`)", markup=False)
+    raise typer.Exit(2) from None

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, console, open_store, out
+from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +32,7 @@ def demo_cmd(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     jobs: Optional[int] = JobsOption,
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Run the demo: synthetic data, wrist-rotation and mosaic versions, two short trainings, comparison."""
@@ -42,7 +43,7 @@ def demo_cmd(
     step = _Steps()
     step("synthesising the default hand X-ray set")
     raw = synthesize(store, name="demo", persons=persons, seed=seed, size=size, test_persons=test_persons,
-                     jobs=jobs, progress=True)
+                     jobs=jobs, progress=not quiet)
     test = raw.samples(split="test", load=False)
     rotated = sum(1 for s in test if s.meta.get("wrist_rotated"))
     out.print(f"  {raw.name} ({raw.id[:12]}): {len(raw.items) - len(test)} train, {len(test)} test images "
@@ -56,7 +57,7 @@ def demo_cmd(
         step(f"deriving the {key} version from {raw.name} (train persons only)")
         spec = parse_pipeline({"name": f"demo_{key}", "source": raw.id, "split": "train", "seed": seed,
                                "include_source": True, "steps": steps}, where=f"demo {key}")
-        result = run_pipeline(store, spec, jobs=jobs, progress=True)
+        result = run_pipeline(store, spec, jobs=jobs, progress=not quiet)
         derived[key] = result.dataset
         out.print(f"  {result.summary()}")
 
@@ -78,10 +79,10 @@ def demo_cmd(
         train_version(store, ds.name, run=run_ref,
                       resume=(run_dir / "last.pt").exists(), device=device, epochs=run_epochs, size=train_size,
                       batch=8, width=width, depth=4, lr=lr, aug=OnlineAug(hflip=0.0), seed=seed,
-                      val_every=run_epochs)
+                      val_every=run_epochs, progress=not quiet)
         step(f"evaluating {run_name} on the test split of {raw.name}")
         ev = evaluate_run(store, run_ref, dataset=raw.name,
-                          split="test", device=device)
+                          split="test", device=device, progress=not quiet)
         evaluations.append(ev)
 
     import json

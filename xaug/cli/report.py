@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, open_store, out
+from xaug.cli.common import HomeOption, JobsOption, QuietOption, open_store, out
 from xaug.errors import BadInput
 
 
@@ -31,6 +31,7 @@ def eda_cmd(
     overlap_size: int = typer.Option(512, "--overlap-size", min=32,
                                      help="Rasterise the overlap matrix at this side (speed)."),
     jobs: Optional[int] = JobsOption,
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Explore a dataset: counts, class areas, overlaps, metadata, outliers, overlays (index.html)."""
@@ -46,7 +47,8 @@ def eda_cmd(
     res = write_eda(samples, folder, title=f"EDA of {ds.name}",
                     subtitle=f"{ds.kind} dataset {ds.id[:12]}, {len(samples)} images"
                     + (f" ({split} split)" if split else ""),
-                    persons=ds.persons, gallery=gallery, jobs=_jobs(jobs), overlap_side=overlap_size)
+                    persons=ds.persons, gallery=gallery, jobs=_jobs(jobs), overlap_side=overlap_size,
+                    progress=not quiet)
     o = res.summary["outliers"]
     out.print(f"{res.index}: {len(samples)} images; outliers: " + ", ".join(f"{k} {len(v)}" for k, v in o.items()))
 
@@ -96,6 +98,7 @@ def errors_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: hflip."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Where a run's predictions fail: confusion (red), missed (yellow), over-prediction (green)."""
@@ -113,7 +116,7 @@ def errors_cmd(
     res = write_error_report(predict_dataset(run_dir, samples, device=device, tta=tta, workers=workers), folder,
                              title=f"Errors of run {run_dir.name} on {ds.name} ({split})",
                              subtitle=f"{len(samples)} images, run {run_dir}", boundary_px=boundary_px,
-                             overlay_side=overlay_size, total=len(samples))
+                             overlay_side=overlay_size, total=len(samples), progress=not quiet)
     sh = res.summary["shares"]
     out.print(f"{res.index}: mean Dice {res.summary['mean_dice']:.4f}; confusion {100 * sh['confusion']:.1f}%, "
               f"missed {100 * sh['missed']:.1f}%, over {100 * sh['over']:.1f}%; "

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, console, open_store, out, print_json
+from xaug.cli.common import HomeOption, QuietOption, console, open_store, out, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -23,12 +23,13 @@ def import_cmd(
     lenient: bool = typer.Option(False, "--lenient", help="Skip bad annotations (recorded in the manifest) instead of failing."),
     folds: int = typer.Option(5, "--folds", min=1, help="k of the person-grouped k-fold split."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the k-fold split."),
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Register a competition-layout folder in the store (unchanged content: no-op)."""
     store = open_store(home)
     ds, created, stats = store.import_folder(path, name=name, lenient=lenient, folds=folds,
-                                             split_seed=split_seed, progress=True)
+                                             split_seed=split_seed, progress=not quiet)
     what = "registered" if created else "unchanged, already"
     out.print(f"{ds.name} ({ds.id[:12]}) {what}: {len(ds.items)} items; "
               f"hashed {stats['hashed']} files, {stats['reused']} unchanged")
@@ -117,7 +118,8 @@ def verify_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or i
 
 def export_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or id prefix."),
                dest: Path = typer.Argument(..., help="New folder for the competition layout."),
+               quiet: bool = QuietOption,
                home: Optional[Path] = HomeOption) -> None:
     """Materialise a version as a plain competition-layout folder."""
-    ds, n = open_store(home).export(name, dest, progress=True)
+    ds, n = open_store(home).export(name, dest, progress=not quiet)
     out.print(f"exported {ds.name} ({ds.id[:12]}): {n} files to {dest}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, open_store, out
+from xaug.cli.common import HomeOption, QuietOption, JobsOption, open_store, out
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +23,7 @@ def synth_cmd(
     test_persons: Optional[int] = typer.Option(None, "--test-persons",
                                                help="Test persons (default: 150/400 of --persons, as in the real data)."),
     jobs: Optional[int] = JobsOption,
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Synthesize hand X-rays with exact labels (train and test) and register them in the store."""
@@ -31,7 +32,7 @@ def synth_cmd(
     synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons)  # fail before any work
     store = open_store(home)
     ds = synthesize(store, name, persons=persons, seed=seed, size=size, rotated_train=rotated_train,
-                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=True)
+                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet)
     n_train = sum(1 for it in ds.items if it["split"] == "train")
     n_test = len(ds.items) - n_train
     rotated = {s: sum(1 for it in ds.items if it["split"] == s and (it.get("meta") or {}).get("wrist_rotated"))

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, open_store, out, print_json
+from xaug.cli.common import HomeOption, QuietOption, open_store, out, print_json
 from xaug.classes import CLASSES
 
 
@@ -43,6 +43,7 @@ def train_cmd(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA)."),
     device: str = DeviceOption,
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run from its last.pt."),
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Train the U-Net on a dataset version; validate with the competition Dice."""
@@ -53,7 +54,8 @@ def train_cmd(
     result = train_version(
         store, dataset, val=val, run=run, resume=resume, device=device, epochs=epochs, size=size,
         batch=batch, lr=lr, width=width, depth=depth, norm=norm, aug=OnlineAug(hflip=hflip), seed=seed,
-        workers=workers, val_every=val_every, val_limit=val_limit, compile=compile_)
+        workers=workers, val_every=val_every, val_limit=val_limit, compile=compile_,
+        progress=not quiet)
     best = f"{result.best_dice:.4f} (epoch {result.best_epoch})" if result.best_dice is not None else "n/a"
     out.print(f"run {result.run_dir}: {result.epochs_done} epochs, best val Dice {best}")
 
@@ -84,13 +86,14 @@ def evaluate_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score at most N images."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     device: str = DeviceOption,
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Per-class competition Dice of a run at the original resolution (table, CSV, JSON)."""
     from trainer.runs import evaluate_run
 
     ev = evaluate_run(open_store(home), run, dataset=dataset, split=split, tta=tta, device=device,
-                      limit=limit, progress=not json_out)
+                      limit=limit, progress=not (json_out or quiet))
     summary = {"run": str(ev.run_dir), "dataset": ev.dataset, "dataset_id": ev.dataset_id, "split": split,
                "tta": tta, **ev.table.summary(), "subsets": summary_subsets(ev.json_path),
                "csv": str(ev.csv_path), "json": str(ev.json_path)}
@@ -118,12 +121,14 @@ def predict_cmd(
     out_path: Path = typer.Option(Path("submission.csv"), "--out", help="Submission CSV to write."),
     tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: hflip."),
     device: str = DeviceOption,
+    quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Write the competition submission CSV (image_name,class,rle) at the original resolution."""
     from trainer.runs import predict_to_csv
 
-    path = predict_to_csv(open_store(home), run, out_path, dataset=dataset, split=split, tta=tta, device=device)
+    path = predict_to_csv(open_store(home), run, out_path, dataset=dataset, split=split, tta=tta, device=device,
+                          progress=not quiet)
     out.print(f"written {path}")
 
 
