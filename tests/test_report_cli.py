@@ -64,6 +64,27 @@ def test_eda_flags_labels_swapped_in_a_reimported_copy(store_copy, tmp_path):
     assert any(s.startswith("thumbs/") for s in srcs) and "img/overlap.png" in srcs
 
 
+def test_eda_scores_itself_on_swaps_the_generator_injected(tmp_path):
+    home = tmp_path / "home"
+    res = invoke("synth", "--persons", "8", "--test-persons", "1", "--size", "192", "--label-swaps", "3",
+                 "--jobs", "1", "-q", "--home", home)
+    assert res.exit_code == 0, res.output
+    assert "labels swapped on 3 training person(s)" in res.stdout
+    res = invoke("eda", "raw", "--out", tmp_path / "eda", "--home", home, "--jobs", "1", "-q")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "eda" / "summary.json").read_text())
+    check = summary["swap_check"]
+    assert check["recorded"] == 6 and check["clean"] == 12
+    assert check["flagged"] + len(check["missed"]) == 6
+    assert check["recall"] >= 5 / 6 and check["false_alarms"] == 0
+    flagged = {o["relpath"] for o in summary["outliers"]["swaps"]}
+    assert len(flagged) == check["flagged"] + check["false_alarms"]
+    assert "Injected swaps (recorded by the generator as label_swap): 6 images" in \
+        (tmp_path / "eda" / "index.html").read_text(encoding="utf-8")
+    counts = summary["item_meta"]["counts"]["edge_cases"]["train"]
+    assert counts["label_swap"] == 6
+
+
 def test_eda_of_a_synthetic_set_shows_areas_metadata_poses_and_edge_cases(tiny_home, tmp_path):
     out = tmp_path / "eda"
     res = invoke("eda", "raw", "--out", out, "--home", tiny_home, "--gallery", "4", "--jobs", "2")

@@ -229,3 +229,39 @@ def test_bad_spec_names_the_flag():
         synth_spec(2, 0, rotated_test=1.5)
     with pytest.raises(BadInput, match="--persons must be at least 1"):
         synth_spec(0, 0)
+
+
+# ------------------------------------------------------------------ injected label swaps
+
+def test_label_swaps_change_only_the_labels_of_the_chosen_persons(tmp_path, tiny_dataset):
+    from xaug.classes import NEIGHBOUR_PAIRS
+
+    ds = synthesize(Store(tmp_path / "s"), persons=6, test_persons=2, seed=0, size=256, jobs=1,
+                    progress=False, label_swaps=2)
+    assert ds.manifest["spec"]["label_swaps"] == 2 and ds.id != tiny_dataset.id
+    clean = {s.relpath: s for s in tiny_dataset.samples()}
+    swapped_persons = set()
+    for s in ds.samples():
+        ref = clean[s.relpath]
+        assert s.image_path.read_bytes() == ref.image_path.read_bytes()  # pixels untouched
+        recorded = (s.meta.get("edge_details") or {}).get("label_swap")
+        got = {a.label: a.points.tolist() for a in s.annotations}
+        want = {a.label: a.points.tolist() for a in ref.annotations}
+        if recorded is None:
+            assert got == want
+            continue
+        assert s.split == "train" and "label_swap" in s.meta["edge_cases"]
+        a, b = recorded["labels"]
+        assert (a, b) in NEIGHBOUR_PAIRS
+        assert got[a] == want[b] and got[b] == want[a]
+        assert {k: v for k, v in got.items() if k not in (a, b)} == {k: v for k, v in want.items() if k not in (a, b)}
+        swapped_persons.add(s.person)
+    assert len(swapped_persons) == 2
+    both_hands = [s for s in ds.samples() if s.person in swapped_persons]
+    assert len(both_hands) == 4 and all("label_swap" in s.meta["edge_cases"] for s in both_hands)
+
+
+def test_no_label_swaps_keeps_the_spec_and_ids_of_earlier_versions():
+    assert "label_swaps" not in synth_spec(6, 0, size=256, test_persons=2)
+    with pytest.raises(BadInput, match="--label-swaps counts training persons: 0 to 2, got 3"):
+        synth_spec(2, 0, label_swaps=3)

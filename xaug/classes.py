@@ -40,6 +40,19 @@ RAYS: tuple[tuple[str, ...], ...] = (
     ("finger-12", "finger-13", "finger-14", "finger-15"),
     ("finger-16", "finger-17", "finger-18", "finger-19"),
 )
+# Rows across the hand, each listed thumb side -> little-finger side (labels).
+ACROSS_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("distal phalanges", ("finger-1", "finger-4", "finger-8", "finger-12", "finger-16")),
+    ("middle phalanges", ("finger-5", "finger-9", "finger-13", "finger-17")),
+    ("proximal phalanges", ("finger-2", "finger-6", "finger-10", "finger-14", "finger-18")),
+    ("metacarpals", ("finger-3", "finger-7", "finger-11", "finger-15", "finger-19")),
+    ("distal carpal row", ("Trapezium", "Trapezoid", "Capitate", "Hamate")),
+    ("proximal carpal row", ("Scaphoid", "Lunate", "Triquetrum")),
+    ("forearm", ("Radius", "Ulna")),
+)
+# Neighbours along a ray or across a row: the label pairs an annotator confuses.
+NEIGHBOUR_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    pair for group in [row for _, row in ACROSS_ROWS] + list(RAYS) for pair in zip(group, group[1:]))
 FINGERTIPS: tuple[str, ...] = tuple(ray[0] for ray in RAYS)
 METACARPALS: tuple[str, ...] = tuple(ray[-1] for ray in RAYS)
 CARPALS: tuple[str, ...] = (

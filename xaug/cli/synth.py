@@ -22,6 +22,9 @@ def synth_cmd(
     rotated_test: float = typer.Option(0.6, "--rotated-test", help="Fraction of test images with a rotated wrist."),
     test_persons: Optional[int] = typer.Option(None, "--test-persons",
                                                help="Test persons (default: 150/400 of --persons, as in the real data)."),
+    label_swaps: int = typer.Option(0, "--label-swaps", help="Training persons whose annotations have one "
+                                    "pair of neighbouring labels swapped (both hands), as on a few real IDs; "
+                                    "recorded in item meta as edge case label_swap."),
     jobs: Optional[int] = JobsOption,
     quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
@@ -29,13 +32,15 @@ def synth_cmd(
     """Synthesize hand X-rays with exact labels (train and test) and register them in the store."""
     from xaug.synth.generate import synth_spec, synthesize
 
-    synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons)  # fail before any work
+    synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps)  # fail before any work
     store = open_store(home)
     ds = synthesize(store, name, persons=persons, seed=seed, size=size, rotated_train=rotated_train,
-                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet)
+                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet,
+                    label_swaps=label_swaps)
     n_train = sum(1 for it in ds.items if it["split"] == "train")
     n_test = len(ds.items) - n_train
     rotated = {s: sum(1 for it in ds.items if it["split"] == s and (it.get("meta") or {}).get("wrist_rotated"))
                for s in ("train", "test")}
     out.print(f"{ds.name} ({ds.id[:12]}): {n_train} train images ({rotated['train']} rotated wrists), "
-              f"{n_test} test images ({rotated['test']} rotated), {size}x{size}, seed {seed}")
+              f"{n_test} test images ({rotated['test']} rotated), {size}x{size}, seed {seed}"
+              + (f"; labels swapped on {label_swaps} training person(s)" if label_swaps else ""))

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from xaug.classes import CLASSES, COLORS, NUM_CLASSES
+from xaug.classes import CLASS_INDEX, CLASSES, COLORS, NUM_CLASSES
 from xaug.layout import image_size
 from xaug.model import Sample
 from xaug.report import html as H
@@ -461,12 +461,20 @@ def _outlier_section(recs, lab, out: Path, summary, thumbs, per_section) -> str:
     ]
     summary["outliers"] = {key: [{"relpath": r.relpath, "reason": why} for r, why in items]
                            for key, _, items in groups}
+    check = swap_check(lab)
+    if check is not None:
+        summary["swap_check"] = check
     parts = [H.note(f"Brightness: mean grey level; outliers beyond a robust z-score of {stats.BRIGHTNESS_Z:g} "
                     f"(median / MAD). Class areas: robust z of log area per class beyond {stats.AREA_Z:g}. "
                     f"Label swaps: rows of bones out of thumb-to-little order (phalanges, metacarpals, carpal "
                     f"rows, radius before ulna) or a bone closer to the wrist than the next one towards its base."),
              H.plot("img/brightness.png", "brightness histogram"),
              H.kpis([(title, len(items)) for _, title, items in groups])]
+    if check is not None:
+        parts.append(H.note(
+            f"Injected swaps (recorded by the generator as label_swap): {check['recorded']} images; "
+            f"{check['flagged']} flagged ({100 * check['recall']:.0f}%), {check['explained']} with the exact pair "
+            f"named; {check['false_alarms']} of {check['clean']} images without a recorded swap flagged."))
     for key, title, items in groups:
         parts.append(H.sub(f"{title}: {len(items)}"))
         if not items:
@@ -478,6 +486,32 @@ def _outlier_section(recs, lab, out: Path, summary, thumbs, per_section) -> str:
         if len(items) > per_section:
             parts.append(H.table(["image", "why"], [(r.relpath, why) for r, why in items[per_section:200]]))
     return H.section("Outliers", *parts, anchor="outliers")
+
+
+def recorded_swap(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The label pair a generator recorded as swapped in this item (synthetic data), if any."""
+    details = (meta.get("edge_details") or {}).get("label_swap") if isinstance(meta, Mapping) else None
+    labels = details.get("labels") if isinstance(details, Mapping) else None
+    if not labels or len(labels) != 2:
+        return None
+    return tuple(sorted(labels, key=CLASS_INDEX.__getitem__))  # type: ignore[return-value]
+
+
+def swap_check(records: Sequence[ItemRecord]) -> dict[str, Any] | None:
+    """How the order checks fare on swaps the generator injected: recall, exact pairs, false alarms.
+    None when no item records a swap."""
+    truth = {r.relpath: recorded_swap(r.meta) for r in records}
+    swapped = [r for r in records if truth[r.relpath]]
+    if not swapped:
+        return None
+    flagged = [r for r in swapped if any(f.kind == "order" for f in r.findings)]
+    explained = [r for r in swapped if r.swap and tuple(sorted(r.swap, key=CLASS_INDEX.__getitem__)) == truth[r.relpath]]
+    clean = [r for r in records if not truth[r.relpath]]
+    false_alarms = [r for r in clean if any(f.kind == "order" for f in r.findings)]
+    missed = [{"relpath": r.relpath, "labels": list(truth[r.relpath])} for r in swapped if r not in flagged]
+    return {"recorded": len(swapped), "flagged": len(flagged), "explained": len(explained),
+            "recall": len(flagged) / len(swapped), "clean": len(clean), "false_alarms": len(false_alarms),
+            "missed": missed}
 
 
 def _meta_section(ms, recs, out: Path, summary, thumbs, per_value: int = 4) -> str:

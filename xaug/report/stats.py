@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from xaug.classes import (BONE_NAMES, CARPALS, CLASS_INDEX, CLASSES, NUM_CLASSES, RAYS)
+from xaug.classes import ACROSS_ROWS, BONE_NAMES, CARPALS, CLASS_INDEX, CLASSES, NUM_CLASSES, RAYS
 from xaug.raster import class_masks
 
 # A wrist counts as rotated when the hand axis deviates this much from the forearm axis.
@@ -30,16 +30,6 @@ ORDER_TOLERANCE = 0.03
 
 THUMB_SIDE = ("finger-1", "finger-2", "finger-3", "Trapezium", "Scaphoid", "Radius")
 LITTLE_SIDE = ("finger-16", "finger-17", "finger-18", "finger-19", "Hamate", "Triquetrum", "Ulna")
-# Rows across the hand, listed thumb side -> little-finger side.
-ACROSS_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("distal phalanges", ("finger-1", "finger-4", "finger-8", "finger-12", "finger-16")),
-    ("middle phalanges", ("finger-5", "finger-9", "finger-13", "finger-17")),
-    ("proximal phalanges", ("finger-2", "finger-6", "finger-10", "finger-14", "finger-18")),
-    ("metacarpals", ("finger-3", "finger-7", "finger-11", "finger-15", "finger-19")),
-    ("distal carpal row", ("Trapezium", "Trapezoid", "Capitate", "Hamate")),
-    ("proximal carpal row", ("Scaphoid", "Lunate", "Triquetrum")),
-    ("forearm", ("Radius", "Ulna")),
-)
 
 
 def bone(label: str) -> str:

@@ -31,8 +31,13 @@ def default_test_persons(persons: int) -> int:
 
 
 def synth_spec(persons: int, seed: int, size: int = 2048, rotated_train: float = 0.12,
-               rotated_test: float = 0.6, test_persons: int | None = None) -> dict[str, Any]:
-    """The resolved, validated spec of a synthetic dataset (what the manifest records)."""
+               rotated_test: float = 0.6, test_persons: int | None = None,
+               label_swaps: int = 0) -> dict[str, Any]:
+    """The resolved, validated spec of a synthetic dataset (what the manifest records).
+
+    `label_swaps` (training persons with one pair of labels swapped) enters the spec only when
+    non-zero, so the versions made before the option existed keep their ids.
+    """
     if test_persons is None:
         test_persons = default_test_persons(persons)
     problems = []
@@ -47,11 +52,16 @@ def synth_spec(persons: int, seed: int, size: int = 2048, rotated_train: float =
     for flag, rate in (("--rotated-train", rotated_train), ("--rotated-test", rotated_test)):
         if not 0.0 <= rate <= 1.0:
             problems.append(f"{flag} is a fraction of images between 0 and 1, got {rate}")
+    if not 0 <= label_swaps <= persons:
+        problems.append(f"--label-swaps counts training persons: 0 to {persons}, got {label_swaps}")
     if problems:
         raise BadInput(problems[0], where="synth", problems=problems[1:])
-    return {"generator": "xaug.synth", "version": GENERATOR_VERSION, "persons": int(persons),
+    spec = {"generator": "xaug.synth", "version": GENERATOR_VERSION, "persons": int(persons),
             "test_persons": int(test_persons), "seed": int(seed), "size": int(size),
             "rotated_train": float(rotated_train), "rotated_test": float(rotated_test)}
+    if label_swaps:
+        spec["label_swaps"] = int(label_swaps)
+    return spec
 
 
 def plan_key(spec: dict[str, Any]) -> str:
@@ -71,8 +81,12 @@ def render_item(plan: ItemPlan, size: int) -> tuple[np.ndarray, list[Annotation]
     polys = annotation_polygons(geom)
     rng = np.random.default_rng(np.random.SeedSequence([plan.seed[0], _RENDER_STREAM, plan.index]))
     image = render(polys, geom, plan.look, plan.edges, rng)
-    anns = [Annotation(label, polys[label], {"id": _annotation_id(plan.stem, label), "type": "poly_seg",
-                                              "attributes": {}})
+    swap = dict.fromkeys(CLASSES)
+    if "label_swap" in plan.edges:  # an injected annotation error: the image is unchanged
+        a, b = plan.edges["label_swap"]["labels"]
+        swap[a], swap[b] = b, a
+    anns = [Annotation(swap[label] or label, polys[label],
+                       {"id": _annotation_id(plan.stem, label), "type": "poly_seg", "attributes": {}})
             for label in CLASSES]
     return image, anns
 
@@ -100,18 +114,19 @@ def _stage(staging, plan: ItemPlan, size: int, single_thread: bool) -> dict:
 
 def synthesize(store, name: str = "raw", persons: int = 10, seed: int = 0, size: int = 2048,
                rotated_train: float = 0.12, rotated_test: float = 0.6, test_persons: int | None = None,
-               jobs: int | None = None, progress: bool = True):
+               jobs: int | None = None, progress: bool = True, label_swaps: int = 0):
     """Generate both hands of each person (train + test) and register them as dataset `name`.
 
     The same spec returns the existing version without rendering anything (the plan key is the
     hash of the spec); a killed run resumes, skipping the items already staged.
     """
-    spec = synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons)
+    spec = synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps)
     key = plan_key(spec)
     existing = store.find_plan(key)
     if existing is not None:
         return existing
-    plans, sheet = plan_dataset(spec["persons"], spec["test_persons"], seed, rotated_train, rotated_test)
+    plans, sheet = plan_dataset(spec["persons"], spec["test_persons"], seed, rotated_train, rotated_test,
+                                label_swaps)
     with store.build(name=name, kind="synth", plan_key=key, source=None, spec=spec, seed=seed) as b:
         todo = [p for p in plans if not b.has_item(p.relpath)]
         n_jobs = _jobs(jobs, len(todo))

@@ -12,7 +12,7 @@ plan does not depend on how many workers render it. Train/test wrist-rotation ra
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ NO_SIDE_SUFFIX_RATE = 0.08  # persons whose file names lack _R/_L (as some real 
 WRIST_RANGE = (20.0, 50.0)  # degrees; most between 30 and 45
 ULNAR_SHARE = 0.65          # share of rotated wrists turned towards the little finger
 # Stream ids of the seed sequences.
-_PERSON, _ITEM, _SPLIT, _NAMES = 1, 2, 3, 4
+_PERSON, _ITEM, _SPLIT, _NAMES, _SWAPS = 1, 2, 3, 4, 6
 
 
 @dataclass(frozen=True)
@@ -230,8 +230,22 @@ def _rotated_set(seed: int, split: str, n: int, rate: float) -> set[int]:
     return set(int(i) for i in rng.choice(n, size=k, replace=False)) if k else set()
 
 
+def swapped_persons(seed: int, persons: int, n: int) -> dict[int, tuple[str, str]]:
+    """`n` training persons (1-based index) whose annotator swapped one pair of neighbouring
+    labels on both hands, as on a few IDs of the real data; drawn on a stream of their own, so the
+    images and every other draw are the same with or without swaps."""
+    from xaug.classes import NEIGHBOUR_PAIRS
+
+    if n <= 0:
+        return {}
+    rng = _rng(seed, _SWAPS)
+    chosen = sorted(int(i) + 1 for i in rng.choice(persons, size=n, replace=False))
+    return {i: NEIGHBOUR_PAIRS[int(rng.integers(len(NEIGHBOUR_PAIRS)))] for i in chosen}
+
+
 def plan_dataset(persons: int, test_persons: int, seed: int, rotated_train: float = 0.12,
-                 rotated_test: float = 0.6) -> tuple[list[ItemPlan], dict[str, PersonMeta]]:
+                 rotated_test: float = 0.6, label_swaps: int = 0
+                 ) -> tuple[list[ItemPlan], dict[str, PersonMeta]]:
     """The plans of every image (train persons first, then test) and the sheet rows."""
     everyone = [draw_person(seed, i + 1, "train" if i < persons else "test")
                 for i in range(persons + test_persons)]
@@ -245,4 +259,8 @@ def plan_dataset(persons: int, test_persons: int, seed: int, rotated_train: floa
             k = counter[person.split]
             counter[person.split] += 1
             items.append(draw_item(seed, len(items), person, side, stem, k in rotated[person.split]))
+    swaps = swapped_persons(seed, persons, label_swaps)
+    if swaps:
+        items = [replace(it, edges={**it.edges, "label_swap": {"labels": list(swaps[it.person.index])}})
+                 if it.split == "train" and it.person.index in swaps else it for it in items]
     return items, {p.meta.person: p.meta for p in everyone}
