@@ -61,3 +61,17 @@ def test_quiet_synth_prints_only_its_summary(tmp_path):
     assert res.exit_code == 0, res.output
     assert res.stderr == ""
     assert res.stdout.startswith("raw_v1 (") and len(res.stdout.strip().splitlines()) == 1
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    import xaug.synth.generate as generate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "synthesize", interrupted)
+    res = runner.invoke(app, ["synth", "--persons", "2", "--home", str(tmp_path / "h")])
+    assert res.exit_code == 130
+    assert res.stderr.strip().splitlines() == [
+        "error: interrupted; nothing half-done was published (the store is consistent): "
+        "run the same command again to finish"]

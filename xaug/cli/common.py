@@ -92,6 +92,10 @@ class XaugGroup(TyperGroup):
             for line in error_lines(exc):
                 console.print(f"error: {line}", markup=False)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("error: interrupted; nothing half-done was published (the store is consistent): "
+                          "run the same command again to finish", markup=False)
+            raise typer.Exit(130) from None
 
 
 def usage_exit(exc: Exception) -> None:
