@@ -319,6 +319,65 @@ def test_warp_fills_with_background_or_value():
     assert G.background_value(img) == (30.0, 30.0, 30.0)
 
 
+def _grainy_background(shape=(256, 256), level=40.0, sigma=4.0, seed=0):
+    rng = np.random.default_rng(seed)
+    grad = np.linspace(0, 10, shape[0])[:, None]  # a slow vertical gradient: not grain
+    grey = np.clip(np.rint(level + grad + rng.normal(0, sigma, shape)), 0, 255).astype(np.uint8)
+    grey[:8] = 230  # the bright top band
+    grey[60:200, 90:170] = 190  # a "hand"
+    return grey
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_texture_fill_changes_only_the_uncovered_pixels_and_matches_the_grain(channels):
+    grey = _grainy_background()
+    img = grey if channels == 1 else np.repeat(grey[:, :, None], 3, 2)
+    m = G.rotation_matrix(30, (127.5, 127.5))
+    flat = G.warp_image(img, m, fill="background")
+    tex = G.warp_image(img, m, fill="texture", seed=5)
+    uncovered = G.uncovered_mask(m, (256, 256), (256, 256)).astype(bool)
+    assert 0.1 < uncovered.mean() < 0.4  # the four corners
+    assert np.array_equal(tex[~uncovered], flat[~uncovered])  # the image itself is untouched
+    med = G.background_value(img)[0]
+    vals = (tex if channels == 1 else tex[..., 0])[uncovered].astype(float)
+    assert abs(np.median(vals) - med) <= 1.0
+    grain = G.background_grain(img)
+    assert 3.2 < grain < 4.8  # the gradient is not counted as grain
+    assert 0.8 * grain < vals.std() < 1.25 * grain
+    assert np.array_equal(G.warp_image(img, m, fill="texture", seed=5), tex)  # deterministic
+    assert not np.array_equal(G.warp_image(img, m, fill="texture", seed=6), tex)
+    if channels == 3:
+        assert (tex[..., 0] == tex[..., 2]).all()  # grey stays grey
+
+
+def test_uncovered_mask_of_simple_moves():
+    assert not G.uncovered_mask(G.identity_matrix(), (20, 30), (20, 30)).any()
+    mask = G.uncovered_mask(G.translation_matrix(5, 0), (20, 30), (20, 30))
+    assert mask[:, :5].all() and not mask[:, 5:].any()
+    assert G.uncovered_mask(G.identity_matrix(), (10, 10), (20, 30))[15:, 25:].all()
+
+
+def test_texture_fill_in_the_wrist_pivot():
+    from hands import hand_annotations, render
+
+    anns = hand_annotations(256)
+    img = render(anns, 256, channels=3)
+    noise = np.random.default_rng(1).normal(0, 3, img.shape[:2])
+    img = np.clip(img + noise[:, :, None], 0, 255).astype(np.uint8)
+    frame = G.wrist_frame(anns, (256, 256))
+    flat, m = G.wrist_warp(img, anns, 35.0, frame, frame.half_width, "background")
+    tex, m2 = G.wrist_warp(img, anns, 35.0, frame, frame.half_width, "texture", seed=2)
+    assert np.array_equal(m, m2)
+    differ = (flat != tex).any(axis=2)
+    assert differ.any()
+    # only where the turned hand-side image leaves the canvas uncovered (or the band was painted)
+    uncovered = G.uncovered_mask(m, (256, 256), (256, 256)).astype(bool)
+    band = G.top_band_rows(img)
+    outside = differ & ~uncovered
+    outside[:band + 2] = False
+    assert outside.mean() < 0.01
+
+
 def test_warp_moves_pixels_like_the_polygons():
     img = np.zeros((64, 64), np.uint8)
     img[10:20, 30:40] = 255

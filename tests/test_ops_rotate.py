@@ -35,7 +35,7 @@ def plan_for(angle, pivot="image", **params):
 
 def test_spec_defaults_and_parsing():
     s = RotateSpec()
-    assert (s.angle_range, s.angles, s.per_image, s.pivot, s.fill) == ((-30.0, 30.0), None, 1, "image", "background")
+    assert (s.angle_range, s.angles, s.per_image, s.pivot, s.fill) == ((-30.0, 30.0), None, 1, "image", "texture")
     assert RotateSpec(angle_range="-45:-30").angle_range == (-45.0, -30.0)
     assert RotateSpec(angles="-30,-15, 15,30").angles == [-30.0, -15.0, 15.0, 30.0]
     assert RotateSpec(fill=0).fill == 0

@@ -296,8 +296,62 @@ def background_value(img: np.ndarray) -> tuple[float, ...]:
     return tuple(float(v) for v in np.atleast_1d(med))
 
 
+def _border_strips(img: np.ndarray) -> np.ndarray:
+    """The two left and two right border columns below the top eighth, as (4, n[, C])."""
+    top = img.shape[0] // 8
+    return np.stack([img[top:, 0], img[top:, 1], img[top:, -2], img[top:, -1]])
+
+
+def background_grain(img: np.ndarray) -> float:
+    """Robust standard deviation of the grain in the border columns (grey levels of channel 0):
+    1.4826 MAD of each column minus its 31-px running mean (the slow gradient removed)."""
+    cols = _border_strips(img).astype(np.float32)
+    if cols.ndim == 3:
+        cols = cols[:, :, 0]
+    if cols.shape[1] < 8:
+        return 0.0
+    smooth = cv2.blur(cols, (31, 1), borderType=cv2.BORDER_REFLECT)  # along each column
+    res = (cols - smooth).ravel()
+    return float(1.4826 * np.median(np.abs(res - np.median(res))))
+
+
+TEXTURE_TILE = 256
+
+
+def background_texture(img: np.ndarray, out_hw: Sequence[int], seed: int = 0) -> np.ndarray:
+    """A background-like texture of (height, width) = `out_hw` with `img`'s channels and dtype: the
+    border median (`background_value`) plus grain of the border's strength (`background_grain`),
+    drawn at half resolution and upsampled (grain a few pixels wide, as in the radiographs), in
+    tiles of 256 px. Deterministic in `seed`."""
+    h, w = int(out_hw[0]), int(out_hw[1])
+    rng = np.random.default_rng(seed)
+    half = rng.standard_normal((TEXTURE_TILE // 2, TEXTURE_TILE // 2), dtype=np.float32)
+    unit = cv2.resize(half, (TEXTURE_TILE, TEXTURE_TILE), interpolation=cv2.INTER_LINEAR)
+    unit = (unit - unit.mean()) / max(float(unit.std()), 1e-6)
+    med, sigma = background_value(img), background_grain(img)
+    hi = np.iinfo(img.dtype).max if img.dtype.kind in "ui" else None
+    tiles = []
+    for v in med if img.ndim == 3 else med[:1]:
+        t = v + sigma * unit
+        tiles.append(np.rint(np.clip(t, 0, hi)).astype(img.dtype) if hi is not None else t.astype(img.dtype))
+    tile = tiles[0] if img.ndim == 2 else np.stack(tiles, axis=-1)
+    reps = (-(-h // TEXTURE_TILE), -(-w // TEXTURE_TILE)) + ((1,) if img.ndim == 3 else ())
+    return np.tile(tile, reps)[:h, :w]
+
+
+def uncovered_mask(m: np.ndarray, src_hw: Sequence[int], out_hw: Sequence[int]) -> np.ndarray:
+    """uint8 (h, w): 1 where the output pixel's centre maps outside the source image (by the
+    forward matrix `m`), 0 where the source covers it. Sub-pixel exact (fillConvexPoly shift=4)."""
+    sh, sw = int(src_hw[0]), int(src_hw[1])
+    corners = np.array([[-0.5, -0.5], [sw - 0.5, -0.5], [sw - 0.5, sh - 0.5], [-0.5, sh - 0.5]])
+    quad = np.rint(apply_points(corners, m) * 16).astype(np.int32)
+    mask = np.ones((int(out_hw[0]), int(out_hw[1])), np.uint8)
+    cv2.fillConvexPoly(mask, quad.reshape(-1, 1, 2), 0, lineType=cv2.LINE_8, shift=4)
+    return mask
+
+
 def _border_value(img: np.ndarray, fill) -> tuple[float, ...]:
-    if fill is None or fill == "background":
+    if fill is None or fill in ("background", "texture"):
         vals = background_value(img)
     else:
         vals = tuple(float(v) for v in np.atleast_1d(fill))
@@ -306,11 +360,12 @@ def _border_value(img: np.ndarray, fill) -> tuple[float, ...]:
 
 
 def warp_image(img: np.ndarray, m: np.ndarray, out_size: Sequence[int] | None = None,
-               fill: str | float | Sequence[float] | None = "background") -> np.ndarray:
+               fill: str | float | Sequence[float] | None = "background", seed: int = 0) -> np.ndarray:
     """`img` moved by the forward matrix `m` into a new (height, width) = `out_size` image.
 
-    Bilinear (cv2.INTER_LINEAR); uncovered pixels get `fill` ("background": estimated from
-    the image's border, or a number / per-channel tuple). The input is never modified; dtype
+    Bilinear (cv2.INTER_LINEAR); uncovered pixels get `fill`: "background" (a flat value
+    estimated from the image's border), "texture" (that value plus grain like the border's,
+    `background_texture(img, ..., seed)`), or a number / per-channel tuple. The input is never modified; dtype
     and channel count are kept; the identity gives an identical copy.
 
     >>> img = np.arange(12, dtype=np.uint8).reshape(3, 4)
@@ -321,7 +376,8 @@ def warp_image(img: np.ndarray, m: np.ndarray, out_size: Sequence[int] | None = 
     m = np.asarray(m, float).reshape(2, 3)
     if is_identity(m) and (h, w) == img.shape[:2]:
         return img.copy()
-    return _warp_linear(img, m, (h, w), _border_value(img, fill))
+    texture = background_texture(img, (h, w), seed) if fill == "texture" else None
+    return _warp_linear(img, m, (h, w), _border_value(img, fill), texture)
 
 
 def _is_grey_bgr(img: np.ndarray) -> bool:
@@ -332,17 +388,27 @@ def _is_grey_bgr(img: np.ndarray) -> bool:
     return cv2.countNonZero(cv2.bitwise_xor(b, g)) == 0 and cv2.countNonZero(cv2.bitwise_xor(b, r)) == 0
 
 
-def _warp_linear(img: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], border: tuple) -> np.ndarray:
-    """cv2.warpAffine, bilinear, constant border. Grey-looking BGR images are warped as one
-    channel and expanded again: bit-identical to warping all three, in about 60% of the time."""
+def _warp_linear(img: np.ndarray, m: np.ndarray, out_hw: tuple[int, int], border: tuple,
+                 texture: np.ndarray | None = None) -> np.ndarray:
+    """cv2.warpAffine, bilinear, constant border; with `texture` (an image of the output's shape
+    and channels), the uncovered pixels are then copied from it. Grey-looking BGR images are
+    warped as one channel and expanded again: bit-identical to warping all three, in about 60%
+    of the time."""
     h, w = out_hw
     if _is_grey_bgr(img) and border[0] == border[1] == border[2]:
         one = cv2.warpAffine(cv2.extractChannel(img, 0), m, (w, h), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        if texture is not None:
+            tex = texture if texture.ndim == 2 else cv2.extractChannel(texture, 0)
+            cv2.copyTo(tex, uncovered_mask(m, img.shape[:2], (h, w)), one)
         return cv2.cvtColor(one, cv2.COLOR_GRAY2BGR)
     out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=border)
-    return out.reshape((h, w) + img.shape[2:])
+    out = out.reshape((h, w) + img.shape[2:])
+    if texture is not None:
+        mask = uncovered_mask(m, img.shape[:2], (h, w)).astype(bool)
+        out[mask] = texture.reshape(out.shape)[mask]
+    return out
 
 
 def hflip_image(img: np.ndarray) -> np.ndarray:
@@ -558,8 +624,8 @@ def erase_forearm_near_wrist(src: np.ndarray, annotations: Sequence[Annotation],
 
 
 def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float, frame: WristFrame,
-               half_width: float, fill: str | float | Sequence[float] | None = "background"
-               ) -> tuple[np.ndarray, np.ndarray]:
+               half_width: float, fill: str | float | Sequence[float] | None = "background",
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The hand turned by `angle` degrees about the wrist while the forearm stays: (image, matrix).
 
     1. the hand-side source is a copy of `img` in which the Radius/Ulna pixels near the wrist
@@ -578,12 +644,16 @@ def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float,
     # the hand-side source: a private copy (one channel is enough for grey-looking BGR)
     src = cv2.extractChannel(img, 0) if grey else img.copy()
     erase_forearm_near_wrist(src, annotations, frame, angle, half_width)
+    texture = background_texture(src, (h, w), seed) if fill == "texture" else None
     band = top_band_rows(img)
     if band:
-        channels = src.shape[2] if src.ndim == 3 else 1
-        fill_px = np.rint(np.asarray(border[:channels])).astype(src.dtype)
-        src[:band] = fill_px if src.ndim == 3 else fill_px[0]
-    moved = _warp_linear(src, m, (h, w), border)
+        if texture is not None:
+            src[:band] = texture[:band]
+        else:
+            channels = src.shape[2] if src.ndim == 3 else 1
+            fill_px = np.rint(np.asarray(border[:channels])).astype(src.dtype)
+            src[:band] = fill_px if src.ndim == 3 else fill_px[0]
+    moved = _warp_linear(src, m, (h, w), border, texture)
     if grey:
         moved = cv2.cvtColor(moved, cv2.COLOR_GRAY2BGR)
     out = blend_band(img, moved, frame.pivot, frame.axis, half_width, out=moved)
@@ -609,7 +679,7 @@ __all__ = [
     "compose", "invert", "is_identity", "apply_points", "round_half_up",
     "canvas_box", "rect_box", "polygonal_parts", "valid_parts", "snap_to_grid", "ring_points",
     "clip_polygons", "transform_annotation", "transform_annotations", "annotation_area",
-    "background_value", "warp_image", "hflip_image", "crop", "blend_band",
+    "background_value", "background_grain", "background_texture", "uncovered_mask", "warp_image", "hflip_image", "crop", "blend_band",
     "WristFrame", "wrist_frame", "split_hand", "HAND_LABELS", "PROXIMAL_ROW", "top_band_rows",
     "erase_forearm_near_wrist", "wrist_warp",
 ]

@@ -40,7 +40,9 @@ class RotateSpec(BaseModel):
     per_image: int = Field(1, ge=1, le=100, description="rotated copies per source image")
     pivot: Literal["image", "wrist"] = Field("image", description="image: whole image about its centre; "
                                              "wrist: the hand about the wrist, forearm stays")
-    fill: Union[Literal["background"], float] = Field("background", description="value for uncovered pixels")
+    fill: Union[Literal["texture", "background"], float] = Field(
+        "texture", description="uncovered pixels: texture (the border's grey level and grain), background "
+        "(that grey level, flat) or a pixel value 0..255")
     band_width: float | None = Field(None, gt=0, description="wrist blending band half width in px (default: estimated)")
     min_area: float = Field(16.0, ge=0, description="drop polygon parts smaller than this (px^2)")
 
@@ -70,7 +72,7 @@ class RotateSpec(BaseModel):
         if self.angles is not None and len(self.angles) == 0:
             raise ValueError("angles is empty; give at least one angle or leave it out")
         if isinstance(self.fill, float) and not 0 <= self.fill <= 255:
-            raise ValueError("fill must be 'background' or a pixel value 0..255")
+            raise ValueError("fill must be 'texture', 'background' or a pixel value 0..255")
         return self
 
 
@@ -99,9 +101,12 @@ class Rotate(OpDef):
         for j, src in enumerate(sources):
             base, suffix = split_side(src.stem)
             for k in range(k_per):
-                angle = draw_angle(spec, rng_for(j * k_per + k))
+                rng = rng_for(j * k_per + k)
+                angle = draw_angle(spec, rng)
                 params = {"angle": angle, "pivot": spec.pivot, "fill": spec.fill,
                           "min_area": spec.min_area}
+                if spec.fill == "texture":  # drawn after the angle: angles do not depend on the fill
+                    params["fill_seed"] = int(rng.integers(2**31))
                 if spec.band_width is not None:
                     params["band_width"] = spec.band_width
                 plans.append(ItemPlan(stem=f"{base}_rot{k}{suffix}", person=src.person, side=src.side,
@@ -117,15 +122,16 @@ class Rotate(OpDef):
         p = plan.params
         angle, pivot = float(p["angle"]), p.get("pivot", "image")
         fill, min_area = p.get("fill", "background"), float(p.get("min_area", 0.0))
+        seed = int(p.get("fill_seed", 0))
         prov: dict[str, Any] = {"source": source, "angle": angle, "pivot": pivot}
         if pivot == "image":
             m = rotation_matrix(angle, ((w - 1) / 2, (h - 1) / 2))
-            out = warp_image(img, m, fill=fill)
+            out = warp_image(img, m, fill=fill, seed=seed)
             out_anns = transform_annotations(anns, m, (h, w), min_area=min_area)
         elif pivot == "wrist":
             frame = wrist_frame(anns, (h, w))
             half = float(p.get("band_width") or frame.half_width)
-            out, m = wrist_warp(img, anns, angle, frame, half, fill)
+            out, m = wrist_warp(img, anns, angle, frame, half, fill, seed)
             out_anns = transform_annotations(anns, m, (h, w), min_area=min_area, fixed=FOREARM)
             prov["wrist"] = {**frame.to_json(), "half_width": round(half, 3)}
         else:  # the spec validates this; a hand-made plan may not
