@@ -6,7 +6,10 @@ reads a dataset folder by itself.
 """
 from __future__ import annotations
 
+import functools
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -59,10 +62,44 @@ def loader_context():
     return mp.get_context("forkserver") if "forkserver" in mp.get_all_start_methods() else None
 
 
-def worker_init(_worker_id: int) -> None:
-    """One thread per DataLoader worker: the workers are the parallelism (no oversubscription)."""
+def worker_init(_worker_id: int, main_pid: int | None = None) -> None:
+    """One thread per DataLoader worker: the workers are the parallelism (no oversubscription).
+    With `main_pid`, the worker also exits when that process is gone (`watch_main`)."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    if main_pid is not None:
+        watch_main(main_pid)
+
+
+def worker_init_for(main_pid: int):
+    """`worker_init` bound to the training process: pass as `worker_init_fn`."""
+    return functools.partial(_worker_init_bound, main_pid)
+
+
+def _worker_init_bound(main_pid: int, worker_id: int) -> None:
+    worker_init(worker_id, main_pid)
+
+
+def watch_main(pid: int, interval: float = 1.0) -> threading.Thread:
+    """A daemon thread that ends this process when process `pid` no longer exists.
+
+    Workers started by the forkserver are its children, not the training process's: PyTorch's
+    own watchdog (the parent pid) keeps them alive after the training process is killed, and
+    the forkserver lives as long as they do. This check closes that gap.
+    """
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive, owned by someone else (pid reuse): keep going
+                pass
+
+    thread = threading.Thread(target=run, name="xaug-main-watchdog", daemon=True)
+    thread.start()
+    return thread
 
 
 def item_seed(*keys: int) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from trainer.data import EvalItem, EvalSet, collate_eval, loader_context, worker_init
+from trainer.data import EvalItem, EvalSet, collate_eval, loader_context, worker_init_for
 from trainer.metrics import upsample_threshold, unpack_masks
 from trainer.model import build_model
 from xaug.errors import XaugError
@@ -96,7 +96,7 @@ def iter_logits(model: torch.nn.Module, samples: Sequence[Sample], size: int, *,
     loader = DataLoader(EvalSet(samples, size, with_gt=with_gt), batch_size=batch, shuffle=False,
                         num_workers=workers, collate_fn=collate_eval, pin_memory=False,
                         persistent_workers=False, prefetch_factor=2 if workers else None,
-                        worker_init_fn=worker_init if workers else None,
+                        worker_init_fn=worker_init_for(os.getpid()) if workers else None,
                         multiprocessing_context=loader_context() if workers else None)
     for items in loader:
         x = torch.stack([it.image for it in items]).to(dev, non_blocking=True)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from trainer.config import TrainConfig
-from trainer.data import EpochSampler, TrainSet, loader_context, worker_init
+from trainer.data import EpochSampler, TrainSet, loader_context, worker_init_for
 from trainer.inference import autocast, default_workers, iter_predictions, resolve_device
 from trainer.losses import BCEDiceLoss
 from trainer.metrics import DiceTable, dice_per_class_torch
@@ -208,7 +208,7 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
     loader = DataLoader(dataset, batch_size=cfg.batch, sampler=sampler, num_workers=workers,
                         drop_last=len(dataset) > cfg.batch, pin_memory=dev.type == "cuda",
                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
-                        worker_init_fn=worker_init if workers else None,
+                        worker_init_fn=worker_init_for(os.getpid()) if workers else None,
                         multiprocessing_context=loader_context() if workers else None)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs

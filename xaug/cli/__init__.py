@@ -38,4 +38,12 @@ _register_all()
 
 
 def main() -> None:
+    import signal
+
+    from xaug.cli.common import Terminated
+
+    def _terminated(signum, frame):  # SIGTERM unwinds like Ctrl-C: workers and locks are released
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _terminated)
     app()

@@ -57,6 +57,11 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler `xaug.cli.main` installs, so a terminated command unwinds
+    (DataLoader workers shut down, locks released) instead of dying in place."""
+
+
 def _usage_error_types() -> tuple[type[Exception], ...]:
     """Click's UsageError, and the one of the click copy that newer typer releases vendor."""
     found: list[type[Exception]] = []
@@ -92,10 +97,13 @@ class XaugGroup(TyperGroup):
             for line in error_lines(exc):
                 console.print(f"error: {line}", markup=False)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            console.print("error: interrupted; nothing half-done was published (the store is consistent): "
-                          "run the same command again to finish", markup=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            again = ("run the same command with --resume to continue from the last epoch"
+                     if ctx.invoked_subcommand == "train" else "run the same command again to finish")
+            console.print(f"error: {what}; nothing half-done was published (the store is consistent): {again}",
+                          markup=False)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
 def usage_exit(exc: Exception) -> None:

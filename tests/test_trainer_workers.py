@@ -1,0 +1,95 @@
+"""DataLoader workers never outlive the command: SIGTERM unwinds them, SIGKILL of the training
+process ends them through their own watchdog (forkserver workers are not its children)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below `root` (children, grandchildren, ...)."""
+    parents = {int(p.name): _ppid(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    out, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, pp in parents.items() if pp in frontier} - out
+        out |= frontier
+    return out
+
+
+def alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
+def wait_gone(pids: set[int], timeout: float = 15.0) -> set[int]:
+    end = time.monotonic() + timeout
+    while alive(pids) and time.monotonic() < end:
+        time.sleep(0.2)
+    return alive(pids)
+
+
+def test_watch_main_ends_the_process_when_the_main_process_dies():
+    main = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = f"import time; from trainer.data import watch_main; watch_main({main.pid}, 0.2); time.sleep(60)"
+    worker = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(1.0)
+    assert worker.poll() is None
+    main.kill()
+    main.wait()
+    assert worker.wait(timeout=10) == 0
+
+
+def _start_training(home: Path, run: Path) -> subprocess.Popen:
+    env = {**os.environ, "XAUG_HOME": str(home)}
+    cmd = [sys.executable, "-m", "xaug", "train", "--dataset", "raw", "--epochs", "500", "--size", "64",
+           "--width", "4", "--depth", "2", "--workers", "1", "--device", "cpu", "--run", str(run), "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 60
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.2)
+    while len(descendants(proc.pid)) < 3 and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.05)  # the resource tracker, the forkserver and the worker
+    time.sleep(1.0)  # past the worker's start-up
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_a_training_leaves_no_worker_behind(make_store, tmp_path, sig):
+    home = make_store(persons=2, test_persons=1, size=96)
+    proc = _start_training(home, tmp_path / "run")
+    family = descendants(proc.pid)
+    assert family, "the DataLoader workers (and the forkserver) should be running"
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    left = wait_gone(family)
+    assert left == set(), [Path(f"/proc/{p}/cmdline").read_bytes()[:120] for p in left]
+    err = proc.stderr.read()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143
+        assert err.strip().splitlines()[-1].startswith("error: terminated;"), err
+        assert "with --resume" in err
+        assert "Traceback" not in err
