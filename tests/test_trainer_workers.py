@@ -65,7 +65,8 @@ def test_watch_main_ends_the_process_when_the_main_process_dies():
 def _start_training(home: Path, run: Path) -> subprocess.Popen:
     env = {**os.environ, "XAUG_HOME": str(home)}
     cmd = [sys.executable, "-m", "xaug", "train", "--dataset", "raw", "--epochs", "500", "--size", "64",
-           "--width", "4", "--depth", "2", "--workers", "1", "--device", "cpu", "--run", str(run), "-q"]
+           "--width", "4", "--depth", "2", "--workers", "1", "--device", "cpu", "--run", str(run), "-q",
+           "--val-every", "100000"]  # no validation loader starting workers while the signal lands
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 60
     while not (run / "metrics.jsonl").exists() and time.monotonic() < end and proc.poll() is None:
