@@ -20,9 +20,14 @@ def test_synth_command_registers_a_dataset(tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and ds.id[:12] in again.stdout
     assert len(Store(home).datasets()) == 1
+    assert again.stderr == ""
     shown = CliRunner().invoke(app, ["show", "raw", "--items", "--json", "--home", str(home)])
-    if shown.exit_code == 0:  # the store's show command lists each item's pose and edge cases
-        assert "wrist_rotated" in shown.stdout
+    assert shown.exit_code == 0 and "wrist_rotated" in shown.stdout  # each item's pose and edge cases
+    other = CliRunner().invoke(app, args + ["--name", "other", "-q"])
+    assert other.exit_code == 0 and other.stdout.startswith("raw_v1 (")
+    assert other.stderr.strip() == ("note: this spec was already synthesized as raw_v1; reusing it "
+                                    "(no version named 'other' was added)")
+    assert Store(home).names() == ["raw_v1"]
 
 
 def test_synth_rejects_bad_rates_in_one_line(tmp_path):

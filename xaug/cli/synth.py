@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, QuietOption, JobsOption, open_store, out
+from xaug.cli.common import HomeOption, QuietOption, JobsOption, console, open_store, out
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +37,9 @@ def synth_cmd(
     ds = synthesize(store, name, persons=persons, seed=seed, size=size, rotated_train=rotated_train,
                     rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet,
                     label_swaps=label_swaps)
+    if ds.base != name:
+        console.print(f"note: this spec was already synthesized as {ds.name}; reusing it (no version "
+                      f"named {name!r} was added)", markup=False)
     n_train = sum(1 for it in ds.items if it["split"] == "train")
     n_test = len(ds.items) - n_train
     rotated = {s: sum(1 for it in ds.items if it["split"] == s and (it.get("meta") or {}).get("wrist_rotated"))
