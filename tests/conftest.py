@@ -10,10 +10,18 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests: 60 examples each by default; XAUG_HYPOTHESIS=hunt runs 3000 to look for
+# counterexamples (minutes), e.g. `XAUG_HYPOTHESIS=hunt python -m pytest tests/test_geometry.py`.
+settings.register_profile("default", max_examples=60)
+settings.register_profile("hunt", max_examples=3000)
+settings.load_profile(os.environ.get("XAUG_HYPOTHESIS", "default"))
 
 TINY = dict(persons=6, test_persons=2, size=256, seed=0)
 
