@@ -258,7 +258,10 @@ def test_rasterised_output_agrees_with_the_transformed_shape(ring, angle, dx):
     # moves by at most sqrt(2)/2 px, so the pixels that disagree lie along the outline
     exact = exact_mask(G.apply_points(ring, m), (256, 256))
     assert np.count_nonzero(pred != exact) <= 0.75 * poly.length + 8
-    assert dice(pred, exact) >= 0.98
+    # worst case: every vertex rounded by half a pixel the same way (a pure 0.5 px shift) costs a
+    # 2,000 px shape about 2.3% Dice (0.9775 the lowest of 4,000 random stars); bone-sized shapes
+    # in a hand average >= 0.99 (the next test)
+    assert dice(pred, exact) >= 0.97
     # against the source mask warped by the same matrix (nearest neighbour): that reference is
     # itself quantised twice, about 1% Dice noise at 2000 px, so the bound here is looser
     warped = cv2.warpAffine(polygon_mask(ring, (256, 256)), m, (256, 256), flags=cv2.INTER_NEAREST)
