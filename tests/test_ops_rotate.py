@@ -78,6 +78,19 @@ def test_plan_is_keyed_per_item():
     assert [p.params["angle"] for p in short] == [p.params["angle"] for p in a[:6]]
 
 
+def test_texture_fill_is_seeded_per_item_and_recorded():
+    textured = OP.plan(RotateSpec(per_image=2), sources_of(3), rng_for_seed(7))
+    flat = OP.plan(RotateSpec(per_image=2, fill="background"), sources_of(3), rng_for_seed(7))
+    assert [p.params["angle"] for p in textured] == [p.params["angle"] for p in flat]  # fill draws last
+    seeds = [p.params["fill_seed"] for p in textured]
+    assert len(set(seeds)) == len(seeds) and all("fill_seed" not in p.params for p in flat)
+    img, anns = make_hand(128)
+    _, _, prov = OP.apply(textured[0], lambda rel: (img, anns))
+    assert prov["fill"] == "texture" and prov["fill_seed"] == seeds[0]
+    _, _, prov = OP.apply(flat[0], lambda rel: (img, anns))
+    assert prov["fill"] == "background" and "fill_seed" not in prov
+
+
 def test_angles_uniform_in_range():
     plans = OP.plan(RotateSpec(angle_range=(-30, 45)), sources_of(2000), rng_for_seed(3))
     angles = np.array([p.params["angle"] for p in plans])

@@ -288,18 +288,14 @@ def background_value(img: np.ndarray) -> tuple[float, ...]:
 
     The top rows are skipped (the X-rays have a bright band along the top edge).
     """
-    h = img.shape[0]
-    top = h // 8
-    cols = np.concatenate([img[top:, :2].reshape(-1, *img.shape[2:]),
-                           img[top:, -2:].reshape(-1, *img.shape[2:])])
-    med = np.median(cols, axis=0)
+    med = np.median(_border_strips(img).reshape(-1, *img.shape[2:]), axis=0)
     return tuple(float(v) for v in np.atleast_1d(med))
 
 
 def _border_strips(img: np.ndarray) -> np.ndarray:
-    """The two left and two right border columns below the top eighth, as (4, n[, C])."""
+    """The two left and two right border columns below the top eighth, as (k, n[, C]), k <= 4."""
     top = img.shape[0] // 8
-    return np.stack([img[top:, 0], img[top:, 1], img[top:, -2], img[top:, -1]])
+    return np.moveaxis(np.concatenate([img[top:, :2], img[top:, -2:]], axis=1), 1, 0)
 
 
 def background_grain(img: np.ndarray) -> float:
@@ -679,7 +675,8 @@ __all__ = [
     "compose", "invert", "is_identity", "apply_points", "round_half_up",
     "canvas_box", "rect_box", "polygonal_parts", "valid_parts", "snap_to_grid", "ring_points",
     "clip_polygons", "transform_annotation", "transform_annotations", "annotation_area",
-    "background_value", "background_grain", "background_texture", "uncovered_mask", "warp_image", "hflip_image", "crop", "blend_band",
+    "background_value", "background_grain", "background_texture", "uncovered_mask", "warp_image",
+    "hflip_image", "crop", "blend_band",
     "WristFrame", "wrist_frame", "split_hand", "HAND_LABELS", "PROXIMAL_ROW", "top_band_rows",
     "erase_forearm_near_wrist", "wrist_warp",
 ]

@@ -123,7 +123,9 @@ class Rotate(OpDef):
         angle, pivot = float(p["angle"]), p.get("pivot", "image")
         fill, min_area = p.get("fill", "background"), float(p.get("min_area", 0.0))
         seed = int(p.get("fill_seed", 0))
-        prov: dict[str, Any] = {"source": source, "angle": angle, "pivot": pivot}
+        prov: dict[str, Any] = {"source": source, "angle": angle, "pivot": pivot, "fill": fill}
+        if fill == "texture":
+            prov["fill_seed"] = seed  # the texture of the uncovered pixels is reproducible
         if pivot == "image":
             m = rotation_matrix(angle, ((w - 1) / 2, (h - 1) / 2))
             out = warp_image(img, m, fill=fill, seed=seed)
