@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from xaug.classes import CLASSES
+from xaug.classes import CLASSES, NEIGHBOUR_PAIRS
 from xaug.layout import PersonMeta, image_relpath
 from xaug.synth.anatomy import HandShape, Pose
 
@@ -30,7 +30,7 @@ NAIL_ART_RATE = 0.06        # persons
 NO_SIDE_SUFFIX_RATE = 0.08  # persons whose file names lack _R/_L (as some real files do)
 WRIST_RANGE = (20.0, 50.0)  # degrees; most between 30 and 45
 ULNAR_SHARE = 0.65          # share of rotated wrists turned towards the little finger
-# Stream ids of the seed sequences.
+# Stream ids of the seed sequences (5 is the renderer's, in generate.py).
 _PERSON, _ITEM, _SPLIT, _NAMES, _SWAPS = 1, 2, 3, 4, 6
 
 
@@ -234,8 +234,6 @@ def swapped_persons(seed: int, persons: int, n: int) -> dict[int, tuple[str, str
     """`n` training persons (1-based index) whose annotator swapped one pair of neighbouring
     labels on both hands, as on a few IDs of the real data; drawn on a stream of their own, so the
     images and every other draw are the same with or without swaps."""
-    from xaug.classes import NEIGHBOUR_PAIRS
-
     if n <= 0:
         return {}
     rng = _rng(seed, _SWAPS)
