@@ -5,6 +5,7 @@ import json
 import re
 
 import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -163,3 +164,26 @@ def test_eda_of_an_imported_folder_with_unlabelled_test_images(tmp_path):
     image_sources(tmp_path / "eda" / "index.html")
     res = invoke("eda", "nope", "--home", home)
     assert res.exit_code == 2 and "nope" in res.output
+
+
+def test_swap_check_counts_missed_swaps_and_false_alarms():
+    from types import SimpleNamespace
+
+    from xaug.report.eda import swap_check
+    from xaug.report.stats import Finding
+
+    def rec(rel, recorded=None, found=None):
+        meta = {"edge_details": {"label_swap": {"labels": list(recorded)}}} if recorded else {}
+        findings = [Finding("order", found, "swapped labels?")] if found else []
+        return SimpleNamespace(relpath=rel, meta=meta, findings=findings, swap=found,
+                               areas=np.zeros(29))  # records carry arrays: compared by relpath only
+
+    records = [rec("a", ("finger-9", "finger-10"), ("finger-9", "finger-10")),
+               rec("b", ("Lunate", "Scaphoid"), ("Scaphoid", "Trapezium")),   # flagged, wrong pair
+               rec("c", ("Trapezium", "Trapezoid")),                          # missed
+               rec("d"), rec("e", found=("Radius", "Ulna"))]                  # clean, false alarm
+    check = swap_check(records)
+    assert (check["recorded"], check["flagged"], check["explained"]) == (3, 2, 1)
+    assert check["recall"] == 2 / 3 and (check["clean"], check["false_alarms"]) == (2, 1)
+    assert check["missed"] == [{"relpath": "c", "labels": ["Trapezium", "Trapezoid"]}]
+    assert swap_check([rec("d")]) is None

@@ -73,11 +73,7 @@ def worker_init(_worker_id: int, main_pid: int | None = None) -> None:
 
 def worker_init_for(main_pid: int):
     """`worker_init` bound to the training process: pass as `worker_init_fn`."""
-    return functools.partial(_worker_init_bound, main_pid)
-
-
-def _worker_init_bound(main_pid: int, worker_id: int) -> None:
-    worker_init(worker_id, main_pid)
+    return functools.partial(worker_init, main_pid=main_pid)
 
 
 def watch_main(pid: int, interval: float = 1.0) -> threading.Thread:

@@ -508,7 +508,9 @@ def swap_check(records: Sequence[ItemRecord]) -> dict[str, Any] | None:
     explained = [r for r in swapped if r.swap and tuple(sorted(r.swap, key=CLASS_INDEX.__getitem__)) == truth[r.relpath]]
     clean = [r for r in records if not truth[r.relpath]]
     false_alarms = [r for r in clean if any(f.kind == "order" for f in r.findings)]
-    missed = [{"relpath": r.relpath, "labels": list(truth[r.relpath])} for r in swapped if r not in flagged]
+    flagged_rels = {r.relpath for r in flagged}
+    missed = [{"relpath": r.relpath, "labels": list(truth[r.relpath])} for r in swapped
+              if r.relpath not in flagged_rels]
     return {"recorded": len(swapped), "flagged": len(flagged), "explained": len(explained),
             "recall": len(flagged) / len(swapped), "clean": len(clean), "false_alarms": len(false_alarms),
             "missed": missed}
