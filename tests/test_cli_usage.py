@@ -2,8 +2,10 @@
 and every long command has --quiet."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -36,9 +38,18 @@ def test_usage_mistakes_are_one_line_naming_the_command_and_flag(tmp_path, args,
     assert not (tmp_path / "h").exists()  # nothing was created
 
 
+def installed_script() -> str:
+    """The `xaug` console script pip installed for this interpreter."""
+    for candidate in (Path(sysconfig.get_path("scripts")) / "xaug", Path(sys.executable).with_name("xaug"),
+                      Path(shutil.which("xaug") or "")):
+        if candidate.name == "xaug" and candidate.is_file():
+            return str(candidate)
+    raise AssertionError("the xaug console script is not installed (pip install -e .)")
+
+
 def test_usage_mistake_from_the_installed_entry_point(tmp_path):
-    script = Path(sys.executable).with_name("xaug")  # the console script pip installed beside python
-    out = subprocess.run([str(script), "verify", "--jsn", "raw"], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run([installed_script(), "verify", "--jsn", "raw"], capture_output=True, text=True,
+                         cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "error: xaug verify: No such option: --jsn (Possible options: --json) (see `xaug verify --help`)"]
