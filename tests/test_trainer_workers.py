@@ -32,6 +32,12 @@ def descendants(root: int) -> set[int]:
     return out
 
 
+def grandchildren(root: int) -> set[int]:
+    parents = {int(p.name): _ppid(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    children = {pid for pid, pp in parents.items() if pp == root}
+    return {pid for pid, pp in parents.items() if pp in children}
+
+
 def alive(pids: set[int]) -> set[int]:
     out = set()
     for pid in pids:
@@ -71,9 +77,9 @@ def _start_training(home: Path, run: Path) -> subprocess.Popen:
     end = time.monotonic() + 60
     while not (run / "metrics.jsonl").exists() and time.monotonic() < end and proc.poll() is None:
         time.sleep(0.2)
-    while len(descendants(proc.pid)) < 3 and time.monotonic() < end and proc.poll() is None:
-        time.sleep(0.05)  # the resource tracker, the forkserver and the worker
-    time.sleep(1.0)  # past the worker's start-up
+    while not grandchildren(proc.pid) and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.05)  # the worker: a child of the forkserver, itself a child of the command
+    time.sleep(1.5)  # past the worker's start-up (imports)
     assert proc.poll() is None, proc.communicate()
     return proc
 
