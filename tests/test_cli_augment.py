@@ -78,6 +78,7 @@ def test_mosaic_and_flip(home):
 
 @pytest.mark.parametrize("args, message", [
     (["mosaic", "--grid", "2y2", "--n", "2"], "error: --grid: cannot read '2y2'"),
+    (["mosaic", "--grid", "0x2", "--n", "2"], "error: --grid: grid 0x2: rows and cols must be >= 1"),
     (["rotate", "--angles", "30:-30"], "error: --angles: range '30:-30' runs backwards"),
     (["rotate", "--angles", "a:b"], "error: --angles: cannot read 'a:b'"),
     (["rotate", "--per-image", "0"], "error: --per-image: Input should be greater than or equal to 1"),

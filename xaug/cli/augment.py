@@ -54,14 +54,6 @@ def parse_angles(text: str) -> dict[str, Any]:
                    where="--angles")
 
 
-def parse_grid(text: str) -> tuple[int, int]:
-    """'2x2' -> (2, 2) (rows, columns)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise BadInput(f"cannot read {text!r}; give rows x columns such as 2x2 or 1x3", where="--grid")
-    return int(m.group(1)), int(m.group(2))
-
-
 def _spec_from_flags(*, name: str, source: str, split: Split, seed: int, include_source: bool,
                      step: dict[str, Any], flags: dict[str, str]):
     """The pipeline spec the flags describe; problems name the flag, not the spec key."""
@@ -143,8 +135,7 @@ def register(app: typer.Typer) -> None:
 
         Example: xaug mosaic --grid 2x2 --n 800 --beta 0.3 --seed 0
         """
-        rows, cols = parse_grid(grid)
-        step = {"op": "mosaic", "grid": (rows, cols), "n": n, "beta": beta}
+        step = {"op": "mosaic", "grid": grid, "n": n, "beta": beta}  # the spec parses "2x2"
         flags = {**_COMMON_FLAGS, "grid": "--grid", "n": "--n", "beta": "--beta"}
         spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
                                 include_source=include_source, step=step, flags=flags)

@@ -31,7 +31,7 @@ from xaug.geometry import compose, crop, resize_matrix, transform_annotations, t
 from xaug.model import Annotation
 from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, register_op
 
-_GRID_RE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
+_GRID_RE = re.compile(r"^\s*(\d+)\s*[xX*×]\s*(\d+)\s*$")
 
 
 class MosaicSpec(BaseModel):
@@ -53,7 +53,7 @@ class MosaicSpec(BaseModel):
         if isinstance(v, str):
             m = _GRID_RE.match(v)
             if not m:
-                raise ValueError(f"expected ROWSxCOLS such as '2x2', got {v!r}")
+                raise ValueError(f"cannot read {v!r}; give ROWSxCOLS such as 2x2 or 1x3")
             return (int(m.group(1)), int(m.group(2)))
         return v
 
