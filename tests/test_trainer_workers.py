@@ -69,7 +69,10 @@ def test_watch_main_ends_the_process_when_the_main_process_dies():
 
 
 def _start_training(home: Path, run: Path) -> subprocess.Popen:
-    env = {**os.environ, "XAUG_HOME": str(home)}
+    # multiprocessing's resource tracker is a process of its own that shares stderr; at shutdown
+    # after a signal it may warn about semaphores it cleans up. Its noise is not the command's output.
+    env = {**os.environ, "XAUG_HOME": str(home),
+           "PYTHONWARNINGS": "ignore::UserWarning:multiprocessing.resource_tracker"}
     cmd = [sys.executable, "-m", "xaug", "train", "--dataset", "raw", "--epochs", "500", "--size", "64",
            "--width", "4", "--depth", "2", "--workers", "1", "--device", "cpu", "--run", str(run), "-q",
            "--val-every", "100000"]  # no validation loader starting workers while the signal lands
