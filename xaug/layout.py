@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -52,17 +53,28 @@ def side_from_stem(stem: str) -> str | None:
 
 # ---------------------------------------------------------------- images
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def read_image(path: Path | str) -> np.ndarray:
     """Decode an 8-bit PNG (1 or 3 channels) as stored; raise BadInput naming the file if corrupt."""
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise BadInput(f"cannot read image ({exc.strerror})", where=str(path)) from None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    return decode_image(buf, str(path))
+
+
+def decode_image(data: bytes | np.ndarray, where: str, flags: int | None = None) -> np.ndarray:
+    """Decode PNG bytes (only PNG: a JPEG named .png is refused); `flags` as for cv2.imdecode."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buf.size < 8 or buf[:8].tobytes() != PNG_SIGNATURE:
+        raise BadInput("not a readable PNG image; replace or remove the file", where=where)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if flags is None else flags)
     if img is None:
-        raise BadInput("not a readable PNG image; replace or remove the file", where=str(path))
+        raise BadInput("not a readable PNG image; replace or remove the file", where=where)
     if img.dtype != np.uint8:
-        raise BadInput(f"image is {img.dtype}, xaug expects 8-bit PNG", where=str(path))
+        raise BadInput(f"image is {img.dtype}, xaug expects 8-bit PNG", where=where)
     return img
 
 
@@ -80,7 +92,7 @@ def image_size(path: Path | str) -> tuple[int, int, int]:
     """(height, width, channels) from the PNG header, without decoding the pixels."""
     with open(path, "rb") as fh:
         head = fh.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE:
         raise BadInput("not a PNG file", where=str(path))
     w = int.from_bytes(head[16:20], "big")
     h = int.from_bytes(head[20:24], "big")
@@ -280,7 +292,7 @@ def person_id(value: Any) -> str | None:
         text = text[2:]
     try:
         return f"ID{int(float(text)):03d}"
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'inf', 'nan'
         return None
 
 
@@ -289,39 +301,47 @@ def _num(value: Any) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
-def read_meta(path: Path) -> dict[str, PersonMeta]:
-    """Read meta_data.xlsx into {'ID001': PersonMeta}; columns found by their Korean headers."""
+def read_meta(path: Path | Any, where: str | None = None) -> dict[str, PersonMeta]:
+    """Read meta_data.xlsx (a path or a binary file object) into {'ID001': PersonMeta}; columns
+    found by their Korean headers."""
     import openpyxl
 
+    where = where or str(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        ws = wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = [clean_text(h) for h in next(rows, ())]
     except Exception as exc:  # openpyxl raises many types for broken files
         raise BadInput(f"cannot read the metadata sheet ({exc.__class__.__name__}); fix or remove it",
-                       where=str(path)) from None
-    ws = wb.worksheets[0]
-    rows = ws.iter_rows(values_only=True)
-    header = [clean_text(h) for h in next(rows, ())]
+                       where=where) from None
     col = {name: header.index(name) for name in META_HEADERS[:5] if name in header}
     if "ID" not in col:
         wb.close()
-        raise BadInput("no 'ID' column in the first row", where=str(path))
+        raise BadInput("no 'ID' column in the first row", where=where)
     note_col = 5 if len(header) > 5 and header[5] is None else None
     out: dict[str, PersonMeta] = {}
-    for row in rows:
-        row = list(row) + [None] * (len(header) - len(row))
-        pid = person_id(row[col["ID"]])
-        if pid is None:
-            continue
-        get = lambda key: row[col[key]] if key in col else None  # noqa: E731
-        out[pid] = PersonMeta(pid, _num(get("나이")), parse_sex(get("성별")), _num(get("체중(몸무게)")),
-                              _num(get("키(신장)")),
-                              clean_text(row[note_col]) if note_col is not None else None)
-    wb.close()
+    try:
+        for row in rows:
+            row = list(row) + [None] * (len(header) - len(row))
+            pid = person_id(row[col["ID"]])
+            if pid is None:
+                continue
+            get = lambda key: row[col[key]] if key in col else None  # noqa: E731
+            out[pid] = PersonMeta(pid, _num(get("나이")), parse_sex(get("성별")), _num(get("체중(몸무게)")),
+                                  _num(get("키(신장)")),
+                                  clean_text(row[note_col]) if note_col is not None else None)
+    except Exception as exc:  # a sheet broken past its first row
+        raise BadInput(f"cannot read the metadata sheet ({exc.__class__.__name__}); fix or remove it",
+                       where=where) from None
+    finally:
+        wb.close()
     return out
 
 

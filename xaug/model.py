@@ -48,6 +48,9 @@ class Sample:
     meta:     item metadata recorded by the store (synthetic pose, edge cases, ...)
     provenance: how the item was made (source items, parameters); {} for imported items
     fold:     the person's k-fold index, when the dataset records a split
+    image_sha256, dataset: set on Samples of a store version (the manifest's hash of the image
+              and the version's name), so readers can check the bytes they read
+              (`xaug.store.read_sample_image`)
     """
 
     relpath: str
@@ -60,6 +63,8 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     fold: int | None = None
+    image_sha256: str | None = None
+    dataset: str | None = None
 
     @property
     def stem(self) -> str:

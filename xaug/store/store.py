@@ -37,14 +37,131 @@ def check_name(name: str) -> str:
     return name
 
 
+# ---------------------------------------------------------------- paths and bytes read from the store
+
+HEX_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA_RE = HEX_ID_RE
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+_ITEM_IMAGE_RE = re.compile(r"^(train|test)/DCM/[^/]+/[^/]+\.png$")
+
+
+def check_relpath(rel: Any, where: str) -> str:
+    """A path read from a manifest (or any file xaug wrote) must be relative, '/'-separated, with no
+    empty, '.' or '..' part, no drive and no NUL: it can only name something below its root."""
+    if (not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel
+            or _DRIVE_RE.match(rel) or any(part in ("", ".", "..") for part in rel.split("/"))):
+        raise BadInput(f"unsafe path {rel!r} (absolute, '..' or empty parts); the store refuses to use it",
+                       where=where)
+    return rel
+
+
+def inside(root: Path, rel: str, where: str) -> Path:
+    """`root / rel` after checking `rel` and that, symlinks resolved, it stays inside `root`."""
+    check_relpath(rel, where)
+    path = root / rel
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise BadInput(f"path {rel!r} leads outside its folder (a symbolic link?); the store refuses to "
+                       "use it", where=where)
+    return path
+
+
+def read_verified(path: Path | str, sha256: str, *, where: str, name: str, size: int | None = None) -> bytes:
+    """The bytes of a stored file, checked against the sha256 (and size) its manifest records.
+
+    The hash is taken of the bytes already read (no second read). A missing, unreadable or changed
+    file raises BadInput naming `where` (the file's relpath) and `xaug verify NAME`.
+
+    >>> import hashlib, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a"; _ = p.write_bytes(b"x")
+    >>> read_verified(p, hashlib.sha256(b"x").hexdigest(), where="a", name="raw_v1")
+    b'x'
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"stored file is missing; run `xaug verify {name}`", where=where) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read the stored file ({exc.strerror}); run `xaug verify {name}`",
+                       where=where) from None
+    if (size is not None and len(data) != size) or sha256_bytes(data) != sha256:
+        raise BadInput(f"stored file does not match its manifest (changed after it was written); "
+                       f"run `xaug verify {name}`", where=where)
+    return data
+
+
+def sample_bytes(sample: Sample) -> bytes:
+    """A Sample's image bytes; checked against the manifest when the Sample came from the store."""
+    if sample.image_sha256 is None:  # a Sample of a plain folder (scan_layout): nothing to check
+        try:
+            return Path(sample.image_path).read_bytes()
+        except OSError as exc:
+            raise BadInput(f"cannot read image ({exc.strerror})", where=str(sample.image_path)) from None
+    return read_verified(sample.image_path, sample.image_sha256, where=sample.relpath,
+                         name=sample.dataset or "NAME")
+
+
+def read_sample_image(sample: Sample, flags: int | None = None):
+    """A Sample's image decoded as stored (or with OpenCV imread `flags`), bytes checked first."""
+    from xaug.layout import decode_image
+
+    return decode_image(sample_bytes(sample), sample.relpath, flags)
+
+
+def _check_entry(entry: Any, key: str, where: str) -> None:
+    if not isinstance(entry, dict):
+        raise BadInput(f"{key}: not a file entry; {_DAMAGED}", where=where)
+    check_relpath(entry.get("path"), f"{where}: {key}.path")
+    if not isinstance(entry.get("sha256"), str) or not _SHA_RE.match(entry["sha256"]):
+        raise BadInput(f"{key}.sha256: not a sha256 hex digest; {_DAMAGED}", where=where)
+    size = entry.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadInput(f"{key}.size: not a byte count; {_DAMAGED}", where=where)
+
+
+_DAMAGED = "the version is damaged: restore the store from a backup, or rebuild the version"
+
+
+def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
+    """The structure of a manifest read from disk, and every path in it (relative, inside the store)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("items"), list) \
+            or not isinstance(manifest.get("files", []), list):
+        raise BadInput(f"not a manifest (an object with 'items' and 'files' lists); {_DAMAGED}", where=where)
+    for i, f in enumerate(manifest.get("files", [])):
+        _check_entry(f, f"files.{i}", where)
+        if f.get("stored_in") is not None and not HEX_ID_RE.match(str(f["stored_in"])):
+            raise BadInput(f"files.{i}.stored_in: not a version id; {_DAMAGED}", where=where)
+    for i, it in enumerate(manifest["items"]):
+        if not isinstance(it, dict):
+            raise BadInput(f"items.{i}: not an item; {_DAMAGED}", where=where)
+        _check_entry(it.get("image"), f"items.{i}.image", where)
+        if not _ITEM_IMAGE_RE.match(it["image"]["path"]):
+            raise BadInput(f"items.{i}.image.path: {it['image']['path']!r} is not <split>/DCM/<ID>/<name>.png; "
+                           f"{_DAMAGED}", where=where)
+        if it.get("label") is not None:
+            _check_entry(it["label"], f"items.{i}.label", where)
+        if it.get("stored_in") is not None and not HEX_ID_RE.match(str(it["stored_in"])):
+            raise BadInput(f"items.{i}.stored_in: not a version id; {_DAMAGED}", where=where)
+        if not isinstance(it.get("person"), str) or it.get("split") not in ("train", "test"):
+            raise BadInput(f"items.{i}: needs a person and a split (train or test); {_DAMAGED}", where=where)
+    source = manifest.get("source")
+    if source is not None and not (isinstance(source, dict) and HEX_ID_RE.match(str(source.get("id")))):
+        raise BadInput(f"source: not a version id; {_DAMAGED}", where=where)
+    return manifest
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a kill leaves no partial temporary behind
+        raise
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
@@ -166,9 +283,31 @@ class Dataset:
         return split.get("val_fold") if split else None
 
     def file_path(self, info: dict[str, Any], stored_in: str | None) -> Path:
-        """Absolute path of a file entry's bytes (own, or in the version that stores them)."""
+        """Absolute path of a file entry's bytes (own, or in the version that stores them).
+
+        The path comes from the manifest: it must stay inside the holding version's data folder
+        (no absolute path, no '..', no symbolic link leading out), else BadInput.
+        """
         holder = stored_in or self.id
-        return self.store.version_dir(holder) / "data" / info["path"]
+        if not HEX_ID_RE.match(str(holder)):
+            raise BadInput(f"stored_in {holder!r} is not a version id; run `xaug verify {self.name}`",
+                           where=str(info.get("path")))
+        root = self.store.version_dir(holder) / "data"
+        return inside(root, info.get("path"), f"{self.name}: {info.get('path')!r}")
+
+    def read_file(self, info: dict[str, Any], stored_in: str | None = None) -> bytes:
+        """The bytes of a file entry, checked against the manifest's sha256 and size."""
+        return read_verified(self.file_path(info, stored_in), info["sha256"], where=info["path"],
+                             name=self.name, size=info.get("size"))
+
+    def read_image(self, ref: Sample | dict[str, Any] | str, flags: int | None = None):
+        """An item's image (Sample, item dict or relpath/stem) decoded, bytes checked first."""
+        from xaug.layout import decode_image
+
+        if isinstance(ref, Sample):
+            ref = ref.relpath
+        it = ref if isinstance(ref, dict) else self.item(ref)
+        return decode_image(self.read_file(it["image"], it.get("stored_in")), it["image"]["path"], flags)
 
     def item(self, ref: str) -> dict[str, Any]:
         """An item by image relpath, file name or stem."""
@@ -190,10 +329,11 @@ class Dataset:
         s = Sample(relpath=rel, image_path=self.file_path(it["image"], it.get("stored_in")),
                    person=it["person"], split=it["split"], side=it.get("side"),
                    meta=dict(it.get("meta") or {}), provenance=dict(it.get("provenance") or {}),
-                   fold=it.get("fold"))
+                   fold=it.get("fold"), image_sha256=it["image"]["sha256"], dataset=self.name)
         if load and it.get("label"):
             path = self.file_path(it["label"], it.get("stored_in"))
-            anns, extra, problems, _ = parse_annotation_doc(path.read_bytes(), str(path))
+            data = self.read_file(it["label"], it.get("stored_in"))
+            anns, extra, problems, _ = parse_annotation_doc(data, str(path))
             if problems:
                 raise BadInput(problems[0] + f"; run `xaug verify {self.name}`", problems=problems[1:])
             s.annotations, s.doc_extra = anns, extra
@@ -221,7 +361,13 @@ class Dataset:
     def persons(self) -> dict[str, PersonMeta]:
         if self._persons is None:
             sheet = next((f for f in self.manifest.get("files", []) if f["path"] == META_SHEET), None)
-            self._persons = read_meta(self.file_path(sheet, sheet.get("stored_in"))) if sheet else {}
+            if sheet is None:
+                self._persons = {}
+            else:
+                import io
+
+                data = self.read_file(sheet, sheet.get("stored_in"))
+                self._persons = read_meta(io.BytesIO(data), where=f"{self.name}: {META_SHEET}")
         return self._persons
 
     def all_files(self) -> Iterator[tuple[dict[str, Any], str | None]]:
@@ -263,50 +409,103 @@ class Store:
         return self.home / "refs.json"
 
     def _lock(self) -> FileLock:
+        self._check_home()
         self.home.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.home / "lock"), timeout=600)
 
+    def _check_home(self) -> None:
+        if self.home.exists() and not self.home.is_dir():
+            raise BadInput("is a file, not a store folder; give a folder with --home (or $XAUG_HOME)",
+                           where=str(self.home))
+
     def refs(self) -> dict[str, list[str]]:
+        """names -> version ids, as refs.json lists them; a damaged refs.json raises BadInput."""
+        self._check_home()
+        where = str(self._refs_path)
+        fix = ("restore refs.json from a backup (each versions/<id>/manifest.json records the name "
+               "it was made under in info.name)")
         try:
-            return json.loads(self._refs_path.read_text())
+            refs = json.loads(self._refs_path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise BadInput(f"cannot read the store's list of names ({exc.strerror})", where=where) from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadInput(f"not valid JSON: the store's list of names is damaged; {fix}", where=where) from None
+        if not isinstance(refs, dict):
+            raise BadInput(f"not a mapping of names to version ids; {fix}", where=where)
+        for base, ids in refs.items():
+            if not NAME_RE.match(base) or VERSIONED_RE.match(base):
+                raise BadInput(f"{base!r} is not a dataset name; {fix}", where=where)
+            if not isinstance(ids, list) or not all(isinstance(i, str) and HEX_ID_RE.match(i) for i in ids):
+                raise BadInput(f"{base}: version ids must be 64 hex digits; {fix}", where=where)
+        return refs
 
     def _write_refs(self, refs: dict[str, list[str]]) -> None:
         _atomic_write(self._refs_path, json.dumps(refs, indent=1, sort_keys=True).encode())
 
-    def _load_manifest(self, id: str) -> dict[str, Any]:
-        return json.loads((self.version_dir(id) / "manifest.json").read_text())
+    def _load_manifest(self, id: str, check_id: bool = True) -> dict[str, Any]:
+        """A version's manifest, its structure and paths checked and (with `check_id`) its content
+        hash compared with its id: an edited manifest is refused before anything is read through it."""
+        path = self.version_dir(id) / "manifest.json"
+        where = str(path)
+        if not HEX_ID_RE.match(id):
+            raise BadInput(f"{id!r} is not a version id", where=str(self._refs_path))
+        try:
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise BadInput("version listed in refs.json has no manifest (deleted or never published); "
+                           f"{_DAMAGED}", where=where) from None
+        except OSError as exc:
+            raise BadInput(f"cannot read the manifest ({exc.strerror})", where=where) from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadInput(f"manifest is not valid JSON; {_DAMAGED}", where=where) from None
+        check_manifest(manifest, where)
+        if check_id:
+            try:
+                ok = manifest_id(manifest) == id
+            except (TypeError, ValueError):  # NaN or other values canonical JSON refuses
+                ok = False
+            if not ok:
+                raise BadInput(f"manifest content does not match its id {id[:12]} (edited after it was "
+                               "written); run `xaug verify " + id[:12] + "`", where=where)
+        return manifest
 
-    def _dataset(self, base: str, n: int, id: str) -> Dataset:
-        return Dataset(self, id, f"{base}_v{n}", self._load_manifest(id))
+    def _dataset(self, base: str, n: int, id: str, check_id: bool = True) -> Dataset:
+        return Dataset(self, id, f"{base}_v{n}", self._load_manifest(id, check_id))
 
     # -- reading
-    def datasets(self) -> list[Dataset]:
+    def datasets(self, problems: list[str] | None = None) -> list[Dataset]:
+        """Every healthy version; a damaged one is left out (and described in `problems`)."""
         out = []
         for base, ids in sorted(self.refs().items()):
             for n, id in enumerate(ids, 1):
-                out.append(self._dataset(base, n, id))
+                try:
+                    out.append(self._dataset(base, n, id))
+                except BadInput as exc:
+                    if problems is not None:
+                        problems.append(f"{base}_v{n}: " + exc.lines()[0])
         return out
 
     def names(self) -> list[str]:
         return [f"{b}_v{n}" for b, ids in sorted(self.refs().items()) for n in range(1, len(ids) + 1)]
 
-    def open(self, ref: str) -> Dataset:
+    def open(self, ref: str, check_id: bool = True) -> Dataset:
         """A version by `name` (newest), `name_vN`, or a unique id prefix (4+ hex digits)."""
         refs = self.refs()
+        ref = ref if isinstance(ref, str) else str(ref)
         m = VERSIONED_RE.match(ref or "")
         if m and m.group("base") in refs:
             ids, n = refs[m.group("base")], int(m.group("n"))
             if 1 <= n <= len(ids):
-                return self._dataset(m.group("base"), n, ids[n - 1])
+                return self._dataset(m.group("base"), n, ids[n - 1], check_id)
         if ref in refs and refs[ref]:
-            return self._dataset(ref, len(refs[ref]), refs[ref][-1])
+            return self._dataset(ref, len(refs[ref]), refs[ref][-1], check_id)
         if ref and re.fullmatch(r"[0-9a-f]{4,64}", ref):
             hits = {(b, n, id) for b, ids in refs.items() for n, id in enumerate(ids, 1) if id.startswith(ref)}
             if len({h[2] for h in hits}) == 1:
                 b, n, id = sorted(hits)[0]
-                return self._dataset(b, n, id)
+                return self._dataset(b, n, id, check_id)
         known = self.names()
         close = difflib.get_close_matches(ref or "", known + list(refs), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -314,7 +513,7 @@ class Store:
         raise UnknownDataset(f"unknown dataset {ref!r}{hint}; known: {listing}")
 
     def find_plan(self, plan_key: str) -> Dataset | None:
-        for ds in self.datasets():
+        for ds in self.datasets():  # a damaged version is not reused: the plan is built again
             if ds.manifest.get("plan_key") == plan_key:
                 return ds
         return None
@@ -500,14 +699,21 @@ class Store:
 
     # -- verify and export
     def verify(self, ref: str) -> list[str]:
-        """Re-hash every file of a version: one line per missing, changed or extra file."""
-        ds = self.open(ref)
+        """Re-hash every file of a version: one line per missing, changed or extra file.
+
+        Always re-reads every byte (no cache, no size/mtime shortcut), whatever made the version.
+        """
+        ds = self.open(ref, check_id=False)
         problems: list[str] = []
         if manifest_id(ds.manifest) != ds.id:
             problems.append(f"manifest: content does not match its id {ds.id[:12]}")
         expected: set[Path] = set()
         for info, stored_in in ds.all_files():
-            p = ds.file_path(info, stored_in)
+            try:
+                p = ds.file_path(info, stored_in)
+            except BadInput as exc:
+                problems.append(f"unsafe: {info.get('path')!r} ({exc.message})")
+                continue
             if not stored_in:
                 expected.add(p)
             if not p.is_file():
@@ -516,33 +722,51 @@ class Store:
                 problems.append(f"changed: {info['path']}")
         if ds.root.is_dir():
             for p in sorted(ds.root.rglob("*")):
-                if p.is_file() and p not in expected:
+                if (p.is_file() or p.is_symlink()) and p not in expected:
                     problems.append(f"extra: {p.relative_to(ds.root).as_posix()}")
         return problems
 
     def export(self, ref: str, out_dir: Path, progress: bool = False) -> tuple[Dataset, int]:
-        """Materialise a version as a plain competition-layout folder (atomically)."""
+        """Materialise a version as a plain competition-layout folder (atomically).
+
+        Every file is checked against the manifest as it is copied; the destination must be a new
+        (or empty) folder outside the store. On any failure nothing is left at the destination.
+        """
         ds = self.open(ref)
         out_dir = Path(out_dir)
-        if out_dir.exists() and any(out_dir.iterdir()):
-            raise BadInput("folder exists and is not empty; choose a new folder", where=str(out_dir))
+        where = str(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BadInput("is a file; give a new folder to export into", where=where)
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            raise BadInput("folder exists and is not empty; choose a new folder", where=where)
+        real_out, real_home = out_dir.resolve(), self.home.resolve()
+        if real_out == real_home or real_out.is_relative_to(real_home) or real_home.is_relative_to(real_out):
+            raise BadInput("is inside the store (or contains it); export to a folder outside "
+                           f"{self.home}", where=where)
+        parent = out_dir.resolve().parent
+        probe = parent
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise BadInput(f"cannot write in {probe}; choose a folder you can write to", where=where)
         tmp = out_dir.with_name(f".{out_dir.name}.xaug-export")
         shutil.rmtree(tmp, ignore_errors=True)
         n = 0
         entries = list(ds.all_files())
-        for info, stored_in in _progress(entries, progress, "exporting"):
-            src = ds.file_path(info, stored_in)
-            if not src.is_file():
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise BadInput(f"file missing from the store; run `xaug verify {ds.name}`", where=info["path"])
-            dst = tmp / info["path"]
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            n += 1
-        if out_dir.exists():
-            out_dir.rmdir()
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
+        try:
+            for info, stored_in in _progress(entries, progress, "exporting"):
+                data = ds.read_file(info, stored_in)
+                dst = inside(tmp, info["path"], f"{ds.name}: {info['path']!r}")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_bytes(data)
+                n += 1
+            if out_dir.exists():
+                out_dir.rmdir()
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return ds, n
 
 
