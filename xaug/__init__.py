@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from xaug import api
 
         return getattr(api, name)
+    if name == "torch":  # `xaug.torch.SegmentationDataset` after a plain `import xaug`
+        import importlib
+
+        return importlib.import_module("xaug.torch")
     if name == "CLASSES":
         from xaug.classes import CLASSES
 
