@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -103,25 +104,35 @@ def image_size(path: Path | str) -> tuple[int, int, int]:
 
 # ---------------------------------------------------------------- annotations
 
-def parse_annotation_doc(data: bytes, where: str, lenient: bool = False
+# Polygon coordinates may lie a little outside their image (annotators click past the border, the
+# forearm leaves it), but not further than this fraction of the image's width/height beyond an
+# edge; without a known image size, no coordinate may exceed COORD_LIMIT in magnitude.
+OUTSIDE_MARGIN = 0.25
+COORD_LIMIT = 1_000_000
+
+
+def parse_annotation_doc(data: bytes, where: str, lenient: bool = False, size: tuple[int, int] | None = None
                          ) -> tuple[list[Annotation], dict[str, Any], list[str], list[dict]]:
     """Parse one label JSON.
 
     Returns (annotations, doc_extra, problems, skipped). `problems` are one-line messages naming
     `where` and the annotation index; with `lenient`, bad annotations are skipped instead and
-    described in `skipped`.
+    described in `skipped`. Coordinates must be finite; with the image's `size` (height, width)
+    they may lie at most OUTSIDE_MARGIN of the image beyond its edges.
     """
     try:
         doc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return [], {}, [f"{where}: not valid JSON ({exc}); fix or remove the file"], []
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: JSON syntax, 4300+ digit numbers
+        return [], {}, [f"{where}: not valid JSON ({str(exc)[:200]}); fix or remove the file"], []
+    except RecursionError:
+        return [], {}, [f"{where}: not valid JSON (nested too deeply); fix or remove the file"], []
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         return [], {}, [f"{where}: missing the 'annotations' list"], []
     anns: list[Annotation] = []
     problems: list[str] = []
     skipped: list[dict] = []
     for i, raw in enumerate(doc["annotations"]):
-        msg = _annotation_problem(raw)
+        msg = _annotation_problem(raw, size)
         if msg is None:
             extra = {k: v for k, v in raw.items() if k not in ("label", "points")}
             pts = np.rint(np.asarray(raw["points"], dtype=np.float64)).astype(np.int64)
@@ -134,7 +145,7 @@ def parse_annotation_doc(data: bytes, where: str, lenient: bool = False
     return anns, doc_extra, problems, skipped
 
 
-def _annotation_problem(raw: Any) -> str | None:
+def _annotation_problem(raw: Any, size: tuple[int, int] | None = None) -> str | None:
     if not isinstance(raw, dict):
         return "not an object"
     label = raw.get("label")
@@ -147,6 +158,24 @@ def _annotation_problem(raw: Any) -> str | None:
         return f"label {label}: 'points' must be a list of [x, y] pairs"
     if len(pts) < 3:
         return f"label {label}: polygon has {len(pts)} points, need at least 3"
+    for j, (x, y) in enumerate(pts):
+        if isinstance(x, int) and abs(x) > COORD_LIMIT or isinstance(y, int) and abs(y) > COORD_LIMIT:
+            return f"label {label}: point {j} lies far outside any image"
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return f"label {label}: point {j} is not a finite number ({x}, {y})"
+    if size is not None:
+        h, w = size
+        lo_x, hi_x = -OUTSIDE_MARGIN * w, (1 + OUTSIDE_MARGIN) * w
+        lo_y, hi_y = -OUTSIDE_MARGIN * h, (1 + OUTSIDE_MARGIN) * h
+    else:
+        lo_x = lo_y = -COORD_LIMIT
+        hi_x = hi_y = COORD_LIMIT
+    for j, (x, y) in enumerate(pts):
+        if not (lo_x <= x <= hi_x and lo_y <= y <= hi_y):
+            where = f"the {w}x{h} image" if size is not None else "any image"
+            return (f"label {label}: point {j} ({x}, {y}) lies far outside {where} (more than "
+                    f"{OUTSIDE_MARGIN:.0%} of its size beyond an edge)" if size is not None else
+                    f"label {label}: point {j} ({x}, {y}) lies far outside {where}")
     return None
 
 
@@ -210,14 +239,23 @@ def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanRe
     problems: list[str] = []
     skipped: list[dict] = []
     seen_labels: set[str] = set()
+    if not _utf8(str(root)):
+        raise BadInput("folder name is not valid UTF-8; rename it", where=safe_name(root))
+    bad_names: set[str] = set()
     for split in SPLITS:
         img_root = root / split / IMAGE_DIR
         if not img_root.is_dir():
             continue
         for img in sorted(img_root.glob("*/*")):
+            rel = img.relative_to(root).as_posix()
+            if not _utf8(rel):  # refused before anything (hashing, JSON, SQLite) trips over it
+                bad_names.add(f"{safe_name(img.relative_to(root))}: file name is not valid UTF-8; rename it")
+                continue
             if img.suffix.lower() != ".png":
                 continue
-            rel = img.relative_to(root).as_posix()
+            if not img.is_file():
+                problems.append(f"{rel}: not a file; remove it or replace it with a PNG image")
+                continue
             person = img.parent.name
             sample = Sample(relpath=rel, image_path=img.resolve(), person=person, split=split,
                             side=side_from_stem(img.stem))
@@ -237,13 +275,34 @@ def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanRe
     for split in SPLITS:
         lab_root = root / split / LABEL_DIR
         if lab_root.is_dir():
-            for lab in sorted(lab_root.glob("*/*.json")):
+            for lab in sorted(lab_root.glob("*/*")):
                 rel = lab.relative_to(root).as_posix()
+                if not _utf8(rel):
+                    bad_names.add(f"{safe_name(lab.relative_to(root))}: file name is not valid UTF-8; rename it")
+                    continue
+                if lab.suffix != ".json":
+                    continue
                 if rel not in seen_labels:
                     problems.append(f"{rel}: label file without an image; add the PNG or remove the JSON")
-    if not samples:
+    problems += sorted(bad_names)
+    if not samples and not bad_names:
         problems.append(f"{root}: no images under train/{IMAGE_DIR}/<ID>/ or test/{IMAGE_DIR}/<ID>/")
     return ScanResult(samples, labels, problems, skipped)
+
+
+def _utf8(text: str) -> bool:
+    """False for a name that was not valid UTF-8 on disk (Python keeps those bytes as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_name(path: Path | str) -> str:
+    """A file name printable in one line whatever its bytes: invalid UTF-8 as \\xNN, controls escaped."""
+    text = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 # ---------------------------------------------------------------- meta_data.xlsx

@@ -1,6 +1,7 @@
 """What every command shares: the store option, error mapping to one-line messages, output."""
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -33,7 +34,38 @@ def home_path(home: Optional[Path]) -> Path:
 def open_store(home: Optional[Path]):
     from xaug.store import Store
 
-    return Store(home_path(home))
+    path = home_path(home)
+    if path.exists() and not path.is_dir():
+        from xaug.errors import BadInput
+
+        raise BadInput("is a file, not a store folder; give a folder with --home (or $XAUG_HOME)",
+                       where=str(path))
+    return Store(path)
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device; free some space and run the same command again "
+                  "(finished work is kept)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the same command again",
+    errno.EROFS: "the file system is read-only; use a writable --home or output folder",
+    errno.EACCES: "permission denied; use a folder you can write to (or fix its permissions)",
+    errno.EPERM: "operation not permitted; use a folder you can write to (or fix its permissions)",
+    errno.EISDIR: "is a folder; give a file path",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
+    errno.ENAMETOOLONG: "file name too long; choose a shorter path",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n) or use fewer --jobs",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as `path: what happened; what to do` (one line)."""
+    what = _OS_ERRORS.get(exc.errno) or f"{exc.strerror or exc.__class__.__name__}"
+    where = exc.filename if exc.filename is not None else None
+    if where is not None:
+        from xaug.layout import safe_name
+
+        where = safe_name(where)
+    return f"{where}: {what}" if where else what
 
 
 def error_lines(exc: BaseException) -> list[str]:
@@ -96,6 +128,11 @@ class XaugGroup(TyperGroup):
         except (XaugError, ValidationError) as exc:
             for line in error_lines(exc):
                 console.print(f"error: {line}", markup=False)
+            raise typer.Exit(2) from None
+        except OSError as exc:  # the disk, permissions, a path that is the wrong kind of thing
+            if exc.errno is None:
+                raise
+            console.print(f"error: {os_error_line(exc)}", markup=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"

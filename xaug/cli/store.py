@@ -23,13 +23,18 @@ def import_cmd(
     lenient: bool = typer.Option(False, "--lenient", help="Skip bad annotations (recorded in the manifest) instead of failing."),
     folds: int = typer.Option(5, "--folds", min=1, help="k of the person-grouped k-fold split."),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the k-fold split."),
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings (image sizes that differ from the "
+                                "rest or from their label's metadata) as errors."),
+    rehash: bool = typer.Option(False, "--rehash", help="Read and hash every file again, ignoring the "
+                                "cache (which trusts files whose size, mtime and inode are unchanged)."),
     quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Register a competition-layout folder in the store (unchanged content: no-op)."""
     store = open_store(home)
-    ds, created, stats = store.import_folder(path, name=name, lenient=lenient, folds=folds,
-                                             split_seed=split_seed, progress=not quiet)
+    ds, created, stats = store.import_folder(
+        path, name=name, lenient=lenient, folds=folds, split_seed=split_seed, progress=not quiet,
+        strict=strict, rehash=rehash, on_warning=lambda w: console.print(f"warning: {w}", markup=False))
     what = "registered" if created else "unchanged, already"
     out.print(f"{ds.name} ({ds.id[:12]}) {what}: {len(ds.items)} items; "
               f"hashed {stats['hashed']} files, {stats['reused']} unchanged")
@@ -40,8 +45,11 @@ def import_cmd(
 
 def datasets_cmd(json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
                  home: Optional[Path] = HomeOption) -> None:
-    """List every dataset version in the store."""
-    rows = [ds.summary() for ds in open_store(home).datasets()]
+    """List every dataset version in the store (a damaged one is named on stderr, not listed)."""
+    problems: list[str] = []
+    rows = [ds.summary() for ds in open_store(home).datasets(problems)]
+    for line in problems:
+        console.print(f"warning: {line}", markup=False)
     if json_out:
         print_json(rows)
         return

@@ -1,4 +1,10 @@
-"""Canonical JSON, content hashes, and the incremental hash cache (size + mtime + inode)."""
+"""Canonical JSON, content hashes, and the incremental hash cache (size + mtime + inode).
+
+The cache's rule (the import fast path): a file whose absolute path, size, mtime_ns and inode all
+equal the cached ones is taken to hold the cached bytes. A change in place that keeps the size and
+restores the mtime defeats it; `xaug import --rehash` reads everything again. `xaug verify` and the
+read-time checks never use the cache.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +44,10 @@ class HashCache:
     an unchanged checked file need not be checked again; a changed file loses the mark.
     """
 
-    def __init__(self, db_path: Path):
+    def __init__(self, db_path: Path, trust: bool = True):
+        """With `trust=False` (`xaug import --rehash`) every file is read and hashed again (and
+        loses its `checked` mark until checked again); the fresh results replace the cached ones."""
+        self.trust = trust
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
         self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
@@ -60,7 +69,7 @@ class HashCache:
         """(sha256, size, checked) for one file; `checked` only for an unchanged, checked file."""
         path = Path(path).resolve()
         cached, checked, st = self.lookup(path)
-        if cached is not None:
+        if cached is not None and self.trust:
             with self._lock:
                 self.reused += 1
             return cached, st.st_size, checked

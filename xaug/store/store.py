@@ -42,7 +42,7 @@ def check_name(name: str) -> str:
 HEX_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _SHA_RE = HEX_ID_RE
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
-_ITEM_IMAGE_RE = re.compile(r"^(train|test)/DCM/[^/]+/[^/]+\.png$")
+_ITEM_IMAGE_RE = re.compile(r"^(train|test)/DCM/[^/]+/[^/]+(?i:\.png)$")
 
 
 def check_relpath(rel: Any, where: str) -> str:
@@ -574,14 +574,19 @@ class Store:
 
     # -- import
     def import_folder(self, path: Path, name: str = "raw", lenient: bool = False, folds: int = 5,
-                      split_seed: int = 0, progress: bool = False) -> tuple[Dataset, bool, dict[str, int]]:
+                      split_seed: int = 0, progress: bool = False, strict: bool = False,
+                      rehash: bool = False, on_warning=None) -> tuple[Dataset, bool, dict[str, int]]:
         """Register a competition-layout folder; nothing is registered if any input is bad.
 
         Returns (dataset, created, stats) where stats counts files hashed and reused from the cache.
+        Image sizes that differ from the most common one, or from the size a label's metadata
+        records, are warnings (`on_warning(line)`, default: Python warnings); with `strict` they
+        are problems. `rehash` ignores the hash cache (see xaug.store.hashing for its rule).
         """
         from xaug.layout import scan_layout
 
         check_name(name)
+        self._check_home()
         root = Path(path)
         scan = scan_layout(root, parse=False)
         problems = list(scan.problems)
@@ -592,11 +597,24 @@ class Store:
                 meta = read_meta(sheet)
             except XaugError as exc:
                 problems += exc.lines()
-        cache = HashCache(self.home / "cache" / "hashes.sqlite")
+        cache = HashCache(self.home / "cache" / "hashes.sqlite", trust=not rehash)
+        warnings_: list[str] = []
         try:
-            files, skipped, rewritten = self._hash_and_check(root, scan, cache, problems, lenient, progress)
+            files, skipped, rewritten = self._hash_and_check(root, scan, cache, problems, lenient, progress,
+                                                             warnings_, strict)
         finally:
             cache.close()
+        if strict:
+            problems += warnings_
+        elif warnings_:
+            if on_warning is None:
+                import warnings
+
+                for w in warnings_:
+                    warnings.warn(w, stacklevel=2)
+            else:
+                for w in warnings_:
+                    on_warning(w)
         if problems:
             raise BadInput(f"{len(problems)} problem(s) in {root}; nothing was registered",
                            problems=sorted(problems))
@@ -649,52 +667,110 @@ class Store:
         return split
 
     def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str], lenient: bool,
-                        progress: bool):
+                        progress: bool, warnings_: list[str] | None = None, strict: bool = False):
         """Hash every file (cached when unchanged) and check the ones not checked before, in threads.
 
-        Images must decode; labels must parse with known labels and 3+ points. With `lenient`,
-        bad annotations are dropped: the label is rewritten without them and they are returned as
-        `skipped`. Returns ({relpath: (source path or None, sha256, size)}, skipped, rewritten).
+        Images must be PNG files that decode; labels must parse with known labels, 3+ finite points
+        within the image's margin (xaug.layout.OUTSIDE_MARGIN). Images are done first: a label is
+        checked again when its image changed. With `lenient`, bad annotations are dropped: the label
+        is rewritten without them and they are returned as `skipped`. Image sizes that differ from
+        the most common one or from a label's metadata go to `warnings_`.
+        Returns ({relpath: (source path or None, sha256, size)}, skipped, rewritten).
         """
+        from collections import Counter
         from concurrent.futures import ThreadPoolExecutor
 
-        from xaug.layout import annotation_bytes, annotation_doc, read_image
+        from xaug.layout import annotation_bytes, annotation_doc, decode_image, image_size
 
-        paths: list[tuple[str, Path, str]] = [(s.relpath, s.image_path, "image") for s in scan.samples]
-        paths += [(label_relpath_for(rel), p, "label") for rel, p in scan.label_files.items()]
-        if (root / META_SHEET).is_file():
-            paths.append((META_SHEET, (root / META_SHEET).resolve(), "sheet"))
+        warnings_ = [] if warnings_ is None else warnings_
+        images = [(s.relpath, s.image_path) for s in scan.samples]
+        labels = [(label_relpath_for(rel), p, rel) for rel, p in scan.label_files.items()]
+        sizes: dict[str, tuple[int, int]] = {}
+        changed: set[str] = set()
 
-        def one(entry):
-            rel, p, kind = entry
-            sha, size, checked = cache.digest(p)
-            problem, skip, new_bytes = [], [], None
-            if kind == "image" and not checked:
-                try:
-                    read_image(p)
-                except BadInput:
-                    problem.append(f"{rel}: not a readable PNG image; replace or remove the file")
-            elif kind == "label" and (not checked or lenient):
-                anns, extra, problem, skip = parse_annotation_doc(p.read_bytes(), rel, lenient)
+        def image(entry):
+            rel, p = entry
+            try:
+                sha, size, checked = cache.digest(p)
+            except OSError as exc:
+                return rel, p, None, 0, [f"{rel}: cannot read ({exc.strerror}); fix or remove the file"]
+            problem = []
+            try:
+                if checked:
+                    hw = image_size(p)[:2]
+                else:
+                    data = Path(p).read_bytes()
+                    hw = decode_image(data, rel).shape[:2]
+                    if sha256_bytes(data) != sha:  # changed between hashing and checking
+                        problem.append(f"{rel}: changed while being imported; import again")
+            except BadInput:
+                return rel, p, sha, size, [f"{rel}: not a readable PNG image; replace or remove the file"]
+            sizes[rel] = (int(hw[0]), int(hw[1]))
+            if not checked:
+                changed.add(rel)
+                if not problem:
+                    cache.mark_checked(p)
+            return rel, p, sha, size, problem
+
+        def label(entry):
+            rel, p, image_rel = entry
+            try:
+                sha, size, checked = cache.digest(p)
+            except OSError as exc:
+                return rel, p, None, 0, [f"{rel}: cannot read ({exc.strerror}); fix or remove the file"], [], None, []
+            problem, skip, new_bytes, warn = [], [], None, []
+            if not checked or lenient or strict or image_rel in changed:
+                hw = sizes.get(image_rel)
+                data = Path(p).read_bytes()
+                anns, extra, problem, skip = parse_annotation_doc(data, rel, lenient, size=hw)
+                meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+                if hw is not None and "height" in meta and "width" in meta \
+                        and (meta.get("height"), meta.get("width")) != hw:
+                    warn.append(f"{rel}: metadata says {meta.get('width')}x{meta.get('height')} but the image "
+                                f"{image_rel} is {hw[1]}x{hw[0]}; fix the label or the image")
                 if skip:
                     new_bytes = annotation_bytes(annotation_doc(anns, extra))
-            if not problem and not skip and not checked:
-                cache.mark_checked(p)
-            return rel, p, sha, size, problem, skip, new_bytes
+                if not problem and not skip and not checked:
+                    cache.mark_checked(p)
+            return rel, p, sha, size, problem, skip, new_bytes, warn
 
         out: dict[str, tuple[Path | None, str, int]] = {}
         skipped: list[dict] = []
         rewritten: dict[str, bytes] = {}
+        total = len(images) + len(labels) + 1
+        bar = _progress(range(total), progress, "checking", total=total)
+        ticks = iter(bar)
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            for rel, p, sha, size, problem, skip, new_bytes in _progress(
-                    pool.map(one, paths), progress, "checking", total=len(paths)):
+            for rel, p, sha, size, problem in pool.map(image, images):
+                next(ticks, None)
+                problems += problem
+                if sha is not None:
+                    out[rel] = (p, sha, size)
+            for rel, p, sha, size, problem, skip, new_bytes, warn in pool.map(label, labels):
+                next(ticks, None)
                 problems += problem
                 skipped += skip
+                warnings_ += warn
+                if sha is None:
+                    continue
                 if new_bytes is not None:
                     rewritten[rel] = new_bytes
                     out[rel] = (None, sha256_bytes(new_bytes), len(new_bytes))
                 else:
                     out[rel] = (p, sha, size)
+        sheet = root / META_SHEET
+        if sheet.is_file():
+            sha, size, _ = cache.digest(sheet.resolve())
+            out[META_SHEET] = (sheet.resolve(), sha, size)
+        next(ticks, None)
+        if hasattr(bar, "close"):
+            bar.close()
+        if sizes:
+            common, _ = Counter(sizes.values()).most_common(1)[0]
+            for rel, hw in sorted(sizes.items()):
+                if hw != common:
+                    warnings_.append(f"{rel}: image is {hw[1]}x{hw[0]} but most images are "
+                                     f"{common[1]}x{common[0]}; check it is the right file")
         return out, skipped, rewritten
 
     # -- verify and export
