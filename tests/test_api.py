@@ -148,7 +148,7 @@ def test_reads_check_the_manifest_hash(store_copy):
     it = d.items(split="train")[0]
     lab = it.label_file.path
     lab.write_bytes(lab.read_bytes().replace(b'"finger-1"', b'"finger-2"', 1))
-    with pytest.raises(BadInput, match=r"bytes differ from the manifest's sha256 .*run `xaug verify raw_v1`") as exc:
+    with pytest.raises(BadInput, match=r"stored file does not match its manifest .*run `xaug verify raw_v1`") as exc:
         it.annotations()
     assert exc.value.where == it.label_file.relpath
     with pytest.raises(BadInput, match="xaug verify raw_v1"):
@@ -157,10 +157,10 @@ def test_reads_check_the_manifest_hash(store_copy):
     data = bytearray(img.read_bytes())
     data[-20] ^= 0xFF
     img.write_bytes(bytes(data))
-    with pytest.raises(BadInput, match=r"bytes differ") as exc:
+    with pytest.raises(BadInput, match=r"stored file does not match its manifest") as exc:
         it.image()
     assert exc.value.where == it.path
     other = d.items(split="train")[1]
     other.image_file.path.unlink()
-    with pytest.raises(BadInput, match=r"file missing from the store; run `xaug verify raw_v1`"):
+    with pytest.raises(BadInput, match=r"stored file is missing; run `xaug verify raw_v1`"):
         other.image()

@@ -53,31 +53,18 @@ class FileRef:
 
 
 def read_verified(path: Path, sha256: str, size: int, dataset: str, relpath: str | None = None) -> bytes:
-    """Read a stored file and check its bytes against the manifest's size and sha256."""
-    from xaug.store import sha256_bytes
+    """Read a stored file and check its bytes against the manifest's size and sha256 (the store's
+    own check: a missing or changed file is BadInput naming it and `xaug verify NAME`)."""
+    from xaug.store import read_verified as store_read_verified
 
-    where = relpath or str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"file missing from the store; run `xaug verify {dataset}`", where=where) from None
-    except OSError as exc:
-        raise BadInput(f"cannot read stored file ({exc.strerror}); run `xaug verify {dataset}`",
-                       where=where) from None
-    if len(data) != size or sha256_bytes(data) != sha256:
-        raise BadInput(f"bytes differ from the manifest's sha256 (changed after the version was made); "
-                       f"run `xaug verify {dataset}`", where=where)
-    return data
+    return store_read_verified(path, sha256, where=relpath or str(path), name=dataset, size=size)
 
 
 def decode_png(data: bytes, where: str) -> np.ndarray:
     """Decode 8-bit PNG bytes as stored (gray, or 3/4 channels in OpenCV's BGR order)."""
-    import cv2
+    from xaug.layout import decode_image
 
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    if img is None or img.dtype != np.uint8:
-        raise BadInput("not a readable 8-bit PNG image", where=where)
-    return img
+    return decode_image(data, where)
 
 
 def to_mode(img: np.ndarray, mode: ImageMode) -> np.ndarray:
