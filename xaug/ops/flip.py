@@ -28,7 +28,8 @@ class FlipSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     op: Literal["flip"] = "flip"
-    min_area: float = Field(0.0, ge=0, description="drop polygon parts smaller than this (px^2)")
+    min_area: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False,
+                            description="drop polygon parts smaller than this (px^2)")
 
 
 @register_op("flip")

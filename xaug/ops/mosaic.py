@@ -31,6 +31,9 @@ from xaug.geometry import compose, crop, resize_matrix, transform_annotations, t
 from xaug.model import Annotation
 from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, register_op
 
+# Bounds of absurd requests (the disk-space estimate refuses smaller ones that do not fit).
+MAX_MOSAICS = 1_000_000
+MAX_SIDE = 8192
 _GRID_RE = re.compile(r"^\s*(\d+)\s*[xX*×]\s*(\d+)\s*$")
 
 
@@ -41,11 +44,13 @@ class MosaicSpec(BaseModel):
 
     op: Literal["mosaic"] = "mosaic"
     grid: tuple[int, int] = Field((2, 2), description="rows x cols, e.g. '2x2' or [2, 3]")
-    n: int = Field(800, ge=1, description="number of mosaics to make")
-    beta: float = Field(0.3, gt=0, description="Beta(beta, beta) for the cell boundaries (RICAP uses 0.3)")
+    n: int = Field(800, ge=1, le=MAX_MOSAICS, description="number of mosaics to make")
+    beta: float = Field(0.3, ge=0.01, le=100, allow_inf_nan=False,
+                        description="Beta(beta, beta) for the cell boundaries (RICAP uses 0.3), 0.01..100")
     resize: bool = Field(False, description="resize each whole source into its cell instead of cropping")
     size: tuple[int, int] | None = Field(None, description="output (height, width); default: the most common source size")
-    min_area: float = Field(16.0, ge=0, description="drop polygon parts smaller than this (px^2)")
+    min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
+                            description="drop polygon parts smaller than this (px^2)")
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -67,8 +72,8 @@ class MosaicSpec(BaseModel):
     @field_validator("size")
     @classmethod
     def _size_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
-        if v is not None and (v[0] < 1 or v[1] < 1):
-            raise ValueError("size must be positive (height, width)")
+        if v is not None and not (1 <= v[0] <= MAX_SIDE and 1 <= v[1] <= MAX_SIDE):
+            raise ValueError(f"size (height, width) must be 1..{MAX_SIDE} pixels each, got {v[0]}x{v[1]}")
         return v
 
 

@@ -43,8 +43,10 @@ class RotateSpec(BaseModel):
     fill: Union[Literal["texture", "background"], float] = Field(
         "texture", description="uncovered pixels: texture (the border's grey level and grain), background "
         "(that grey level, flat) or a pixel value 0..255")
-    band_width: float | None = Field(None, gt=0, description="wrist blending band half width in px (default: estimated)")
-    min_area: float = Field(16.0, ge=0, description="drop polygon parts smaller than this (px^2)")
+    band_width: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False,
+                                     description="wrist blending band half width in px (default: estimated)")
+    min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
+                            description="drop polygon parts smaller than this (px^2)")
 
     @field_validator("angle_range", mode="before")
     @classmethod
@@ -71,6 +73,10 @@ class RotateSpec(BaseModel):
             raise ValueError("angle_range must lie within -360..360 degrees")
         if self.angles is not None and len(self.angles) == 0:
             raise ValueError("angles is empty; give at least one angle or leave it out")
+        if self.angles is not None and len(self.angles) > 10_000:
+            raise ValueError(f"angles lists {len(self.angles)} values; give at most 10,000 (or a range)")
+        if self.angles is not None and not all(-360 <= a <= 360 for a in self.angles):  # NaN fails too
+            raise ValueError("every angle must be a number within -360..360 degrees")
         if isinstance(self.fill, float) and not 0 <= self.fill <= 255:
             raise ValueError("fill must be 'texture', 'background' or a pixel value 0..255")
         return self
