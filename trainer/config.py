@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainer.data import OnlineAug
+from trainer.model import check_arch
 from xaug.errors import XaugError
 
 
@@ -18,9 +19,11 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, then `schedule` decay to lr * min_lr_ratio
     schedule: str = "cosine"   # cosine | poly
     min_lr_ratio: float = 0.01
-    width: int = 32            # U-Net channels at full resolution
-    depth: int = 5             # poolings
+    arch: str = "resunet"      # resunet | unet | smp:<Architecture>:<encoder> (trainer/model.py)
+    width: int = 32            # unet: channels at full resolution; resunet: stem/first stage
+    depth: int = 5             # downsamplings (input side must divide by 2**depth)
     max_width: int = 256       # channel cap of the deepest levels
+    blocks: int = 2            # resunet: BasicBlocks per encoder stage
     norm: str = "batch"        # batch | group | instance | none
     bce_weight: float = 1.0
     dice_weight: float = 1.0
@@ -41,16 +44,21 @@ class TrainConfig:
     val_id: str = ""
     train_images: int = 0
     val_images: int = 0
+    world_size: int = 1        # processes of a torchrun/--nproc run (global batch = world_size x batch)
 
     def __post_init__(self):
         if isinstance(self.aug, dict):
             self.aug = OnlineAug(**self.aug)
+        try:
+            check_arch(self.arch)
+        except ValueError as e:
+            raise XaugError(str(e), where="--arch") from None
         if self.schedule not in ("cosine", "poly"):
             raise XaugError(f"unknown schedule {self.schedule!r}; known: cosine, poly", where="schedule")
         if self.size % (2 ** self.depth):
             raise XaugError(f"size {self.size} must be a multiple of 2**depth = {2 ** self.depth}",
                             where="--size")
-        for name in ("size", "batch", "epochs", "width", "depth"):
+        for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size"):
             if getattr(self, name) < 1:
                 raise XaugError(f"{name} must be >= 1", where=f"--{name}")
 
@@ -64,7 +72,8 @@ class TrainConfig:
         if unknown:
             raise XaugError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                             where="config")
-        return cls(**data)
+        # a stored config from before `arch` existed describes a U-Net, whatever today's default
+        return cls(**{"arch": "unet", **data})
 
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig.from_dict({**self.to_dict(), **changes})

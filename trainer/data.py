@@ -7,11 +7,13 @@ reads a dataset folder by itself.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -27,13 +29,47 @@ from xaug.raster import class_masks
 
 @dataclass
 class OnlineAug:
-    """Probabilities of the online (per-batch) augmentations; 0 switches one off."""
+    """Probabilities of the online (per-batch) augmentations; 0 switches one off.
+
+    The geometric and exposure ones (`scale`, `translate`, `gamma`, `black_level`) are xaug's own
+    kernels below (`affine_scale_translate`, `gamma_black_level`), drawn by `GeometryParams`
+    from the item's seed; they are off by default (not measured to help yet).
+    """
 
     brightness_contrast: float = 0.5
     clahe: float = 0.2
     sharpen: float = 0.2
     emboss: float = 0.2
     hflip: float = 0.5  # a flipped right hand looks like a left hand: class meaning is kept
+    scale: float = 0.0                     # zoom in/out about the centre
+    scale_range: tuple[float, float] = (0.85, 1.15)
+    translate: float = 0.0                 # shift by up to a fraction of the side
+    translate_range: float = 0.1
+    gamma: float = 0.0                     # exposure curve: out = in ** gamma (on [0, 1])
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    black_level: float = 0.0               # raise the black point (a washed-out film)
+    black_level_range: tuple[float, float] = (0.0, 40.0)
+
+    def __post_init__(self):
+        # JSON and checkpoints give lists back; compare as tuples so --resume sees equal configs
+        for name in ("scale_range", "gamma_range", "black_level_range"):
+            lo, hi = (float(v) for v in getattr(self, name))
+            if lo > hi:
+                raise BadInput(f"{name} low {lo} > high {hi}", where=name)
+            setattr(self, name, (lo, hi))
+        for name in ("brightness_contrast", "clahe", "sharpen", "emboss", "hflip", "scale", "translate",
+                     "gamma", "black_level"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise BadInput(f"{name} is a probability, between 0 and 1", where=f"--{name.replace('_', '-')}")
+        if self.scale_range[0] <= 0 or self.gamma_range[0] <= 0:
+            raise BadInput("scale_range and gamma_range must be > 0", where="aug")
+        if not (0 <= self.black_level_range[0] and self.black_level_range[1] < 255):
+            raise BadInput("black_level_range must lie in [0, 255)", where="aug")
+
+    def geometry(self) -> "GeometryParams | None":
+        if max(self.scale, self.translate, self.gamma, self.black_level) <= 0:
+            return None
+        return GeometryParams(self)
 
     def build(self):
         # albumentations looks for a newer version online at import; training must work offline
@@ -52,6 +88,68 @@ class OnlineAug:
         if self.hflip > 0:
             ops.append(A.HorizontalFlip(p=self.hflip))
         return A.Compose(ops) if ops else None
+
+
+def affine_scale_translate(gray: np.ndarray, masks: np.ndarray, scale: float, shift: tuple[float, float]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom by `scale` about the centre, then shift by `shift` = (dx, dy) pixels. Pure; the image
+    is warped bilinearly with a black border, the (C, H, W) masks with nearest neighbours.
+
+    >>> g = np.arange(16, dtype=np.uint8).reshape(4, 4); m = np.zeros((1, 4, 4), np.uint8)
+    >>> out, mo = affine_scale_translate(g, m, 1.0, (0.0, 0.0))
+    >>> bool((out == g).all()), mo.shape
+    (True, (1, 4, 4))
+    """
+    h, w = gray.shape[:2]
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    mat = np.array([[scale, 0.0, (1 - scale) * cx + shift[0]], [0.0, scale, (1 - scale) * cy + shift[1]]])
+    img = cv2.warpAffine(gray, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = np.empty_like(masks)
+    for c in range(masks.shape[0]):
+        out[c] = cv2.warpAffine(masks[c], mat, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=0)
+    return img, out
+
+
+def gamma_black_level(gray: np.ndarray, gamma: float = 1.0, black: float = 0.0) -> np.ndarray:
+    """uint8 exposure change: values below `black` go to 0, the rest stretch to [0, 255], then
+    `** gamma` on [0, 1]. Pure; (1.0, 0.0) is the identity.
+
+    >>> gamma_black_level(np.array([0, 128, 255], np.uint8)).tolist()
+    [0, 128, 255]
+    """
+    lut = np.arange(256, dtype=np.float64)
+    lut = np.clip((lut - black) / max(1e-6, 255.0 - black), 0.0, 1.0) ** gamma
+    return np.rint(lut * 255.0).astype(np.uint8)[gray]
+
+
+class GeometryParams:
+    """Draws (scale, shift, gamma, black) for one item from its generator; applies the kernels."""
+
+    def __init__(self, aug: OnlineAug):
+        self.aug = aug
+
+    def draw(self, rng: np.random.Generator, side: int) -> dict:
+        a = self.aug
+        p = {"scale": 1.0, "shift": (0.0, 0.0), "gamma": 1.0, "black": 0.0}
+        if a.scale > 0 and rng.random() < a.scale:
+            p["scale"] = float(np.exp(rng.uniform(*np.log(a.scale_range))))
+        if a.translate > 0 and rng.random() < a.translate:
+            t = a.translate_range * side
+            p["shift"] = (float(rng.uniform(-t, t)), float(rng.uniform(-t, t)))
+        if a.gamma > 0 and rng.random() < a.gamma:
+            p["gamma"] = float(np.exp(rng.uniform(*np.log(a.gamma_range))))
+        if a.black_level > 0 and rng.random() < a.black_level:
+            p["black"] = float(rng.uniform(*a.black_level_range))
+        return p
+
+    def __call__(self, gray: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
+        p = self.draw(rng, gray.shape[0])
+        if p["scale"] != 1.0 or p["shift"] != (0.0, 0.0):
+            gray, masks = affine_scale_translate(gray, masks, p["scale"], p["shift"])
+        if p["gamma"] != 1.0 or p["black"] != 0.0:
+            gray = gamma_black_level(gray, p["gamma"], p["black"])
+        return gray, masks
 
 
 def loader_context():
@@ -130,27 +228,132 @@ def to_input(gray: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(gray).float().div_(127.5).sub_(1.0).unsqueeze(0)
 
 
-def _cache(samples: Sequence[Sample], size: int, jobs: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    with ThreadPoolExecutor(max(1, jobs)) as pool:  # cv2 decode/resize release the GIL
+def decode_jobs() -> int:
+    """Threads for decoding and resizing: every core (cv2 releases the GIL while it works)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _decode_all(samples: Sequence[Sample], size: int, jobs: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    if not samples:
+        return np.zeros((0, size, size), np.uint8), []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
         loaded = list(pool.map(lambda s: load_gray(s, size), samples))
     return np.stack([g for g, _ in loaded]), [hw for _, hw in loaded]
 
 
-class EpochSampler(Sampler):
-    """Yields (epoch, index) keys: a fresh seeded permutation per epoch, from `start_epoch` on."""
+# the earlier name, kept for callers
+_cache = _decode_all
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
+
+@dataclass(frozen=True)
+class DiskCache:
+    """Where resized images are kept between runs: `root/<version id>/<size>/<key>.npy` + `.json`,
+    the key a hash of the images' file hashes in order. Same files and size: same arrays."""
+
+    root: Path
+    version_id: str
+
+    def paths(self, hashes: Sequence[str], size: int) -> tuple[Path, Path]:
+        from xaug.store import canonical_json, sha256_bytes
+
+        key = sha256_bytes(canonical_json({"format": 1, "size": size, "files": list(hashes)}))[:32]
+        folder = Path(self.root) / self.version_id / str(size)
+        return folder / f"{key}.npy", folder / f"{key}.json"
+
+    def load(self, hashes: Sequence[str], size: int) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+        npy, meta = self.paths(hashes, size)
+        try:
+            info = json.loads(meta.read_text())
+            arr = np.load(npy, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        if info.get("files") != list(hashes) or arr.shape != (len(hashes), size, size) or arr.dtype != np.uint8:
+            return None  # a stale or foreign file: rebuild it
+        return np.ascontiguousarray(arr), [tuple(hw) for hw in info["shapes"]]
+
+    def save(self, hashes: Sequence[str], size: int, images: np.ndarray, shapes: list[tuple[int, int]]) -> None:
+        npy, meta = self.paths(hashes, size)
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, images)
+        os.replace(tmp, npy)  # the array first: a meta file always has its array
+        tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"files": list(hashes), "shapes": [list(hw) for hw in shapes], "size": size}))
+        os.replace(tmp, meta)
+
+
+def resized_images(samples: Sequence[Sample], size: int, jobs: int | None = None,
+                   disk: DiskCache | None = None, hashes: Sequence[str] | None = None
+                   ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(N, size, size) uint8 gray images and their original (H, W): from the disk cache when
+    it holds these files at this size, else decoded in parallel (and written to the cache)."""
+    jobs = decode_jobs() if jobs is None else jobs
+    if disk is not None and hashes is not None:
+        hit = disk.load(hashes, size)
+        if hit is not None:
+            return hit
+    images, shapes = _decode_all(samples, size, jobs)
+    if disk is not None and hashes is not None:
+        try:
+            disk.save(hashes, size, images, shapes)
+        except OSError:  # a read-only store still trains, only without the cache
+            pass
+    return images, shapes
+
+
+def shard_keys(order: Sequence[int], batch: int, rank: int, world: int) -> list[int]:
+    """The indices rank `rank` of `world` trains on, in order, from one epoch's global `order`:
+    global batch k (world x batch items; the tail dropped) is cut into `world` slices of `batch`
+    and this rank takes slice `rank`. All ranks get the same number of steps, and one step's
+    slices together are the batch one process with world x batch would see. With fewer than
+    world x batch items: one step, items dealt round-robin.
+
+    >>> shard_keys(list(range(10)), 2, 1, 2)
+    [2, 3, 6, 7]
+    """
+    order = list(order)
+    step = batch * world
+    if len(order) >= step:
+        steps = len(order) // step
+        return [i for k in range(steps) for i in order[k * step + rank * batch: k * step + (rank + 1) * batch]]
+    return order[rank::world]
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys: a fresh seeded permutation per epoch.
+
+    With `world` > 1 (DistributedDataParallel) it yields only rank `rank`'s shard of the same
+    permutation (`shard_keys`); give it the per-process `batch` and load without drop_last.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, *, rank: int = 0, world: int = 1,
+                 batch: int | None = None):
+        if world > 1 and batch is None:
+            raise ValueError("a sharded EpochSampler needs the per-process batch")
+        if world > 1 and n < world:
+            raise BadInput(f"{n} training images cannot feed {world} processes", where="--nproc")
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.rank, self.world, self.batch = rank, world, batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self):
+    def order(self) -> list[int]:
+        """This epoch's global order (the same on every rank)."""
         order = (np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, 7])).permutation(self.n)
                  if self.shuffle else np.arange(self.n))
-        return iter([(self.epoch, int(i)) for i in order])
+        return [int(i) for i in order]
+
+    def __iter__(self):
+        order = self.order()
+        if self.world > 1:
+            order = shard_keys(order, self.batch, self.rank, self.world)
+        return iter([(self.epoch, i) for i in order])
 
     def __len__(self) -> int:
+        if self.world > 1:
+            return len(shard_keys(range(self.n), self.batch, self.rank, self.world))
         return self.n
 
 
@@ -159,15 +362,17 @@ class TrainSet(Dataset):
     (seed, epoch, i), so 0 or 16 DataLoader workers give the same batches."""
 
     def __init__(self, samples: Sequence[Sample], size: int, aug: OnlineAug | None = None,
-                 seed: int = 0, cache: bool = True, jobs: int = 1):
+                 seed: int = 0, cache: bool = True, jobs: int | None = None, *,
+                 disk: DiskCache | None = None, hashes: Sequence[str] | None = None):
         self.samples = list(samples)
         self.size = size
         self.seed = seed
         self.transform = aug.build() if aug is not None else None
+        self.geometry = aug.geometry() if aug is not None else None
         self.images: torch.Tensor | None = None
         self.shapes: list[tuple[int, int]] | None = None
         if cache:
-            images, self.shapes = _cache(self.samples, size, jobs)
+            images, self.shapes = resized_images(self.samples, size, jobs, disk, hashes)
             # in shared memory: forkserver/spawn workers receive a handle, not a pickled copy
             self.images = torch.from_numpy(images).share_memory_()
 
@@ -182,6 +387,9 @@ class TrainSet(Dataset):
         else:
             gray, hw = load_gray(sample, self.size)
         masks = scaled_masks(sample, hw, self.size)
+        if self.geometry is not None:  # its own stream: adding it leaves albumentations' draws as they were
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, i, 11]))
+            gray, masks = self.geometry(gray, masks, rng)
         if self.transform is not None:
             self.transform.set_random_seed(item_seed(self.seed, epoch, i))
             res = self.transform(image=gray, mask=masks.transpose(1, 2, 0))
@@ -202,17 +410,26 @@ class EvalSet(Dataset):
     """Item i -> EvalItem: the resized input, the original size, and (labels) the bit-packed
     original-resolution targets (8x less to move between processes than uint8 masks)."""
 
-    def __init__(self, samples: Sequence[Sample], size: int, with_gt: bool = True):
+    def __init__(self, samples: Sequence[Sample], size: int, with_gt: bool = True,
+                 images: np.ndarray | None = None, shapes: Sequence[tuple[int, int]] | None = None):
         self.samples = list(samples)
         self.size = size
         self.with_gt = with_gt
+        if (images is None) != (shapes is None) or (images is not None and len(images) != len(self.samples)):
+            raise ValueError("EvalSet: images and shapes go together, one per sample")
+        # resized inputs made before (the trainer's cache): no full-size decode per validation
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).share_memory_() if images is not None else None
+        self.shapes = [tuple(hw) for hw in shapes] if shapes is not None else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> EvalItem:
         sample = self.samples[i]
-        gray, hw = load_gray(sample, self.size)
+        if self.images is not None:
+            gray, hw = self.images[i].numpy(), self.shapes[i]
+        else:
+            gray, hw = load_gray(sample, self.size)
         packed = None
         if self.with_gt:
             if sample.annotations is None:

@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainer.data import EvalItem, EvalSet, collate_eval, loader_context, worker_init_for
-from trainer.metrics import upsample_threshold, unpack_masks
-from trainer.model import build_model
+from trainer.metrics import (dice_counts, dice_from_counts, rle_torch, upsample_chunks, upsample_threshold,
+                             unpack_masks)
+from trainer.model import model_from_config
 from xaug.errors import XaugError
 from xaug.model import Sample
 
@@ -65,7 +66,10 @@ def load_model(run_dir: Path, device: str | torch.device = "auto", which: str | 
     path = Path(run_dir) / which if which else checkpoint_path(Path(run_dir))
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = ckpt["config"]
-    model = build_model(width=cfg["width"], depth=cfg["depth"], norm=cfg["norm"], max_width=cfg.get("max_width", 256))
+    try:
+        model = model_from_config(cfg)
+    except ImportError as e:  # an smp run on a machine without smp
+        raise XaugError(str(e), where=str(path)) from None
     model.load_state_dict(ckpt["model"])
     model.to(dev).eval()
     if dev.type == "cuda":
@@ -88,12 +92,17 @@ def forward_logits(model: torch.nn.Module, x: torch.Tensor, tta: str | None = No
 
 
 def iter_logits(model: torch.nn.Module, samples: Sequence[Sample], size: int, *, with_gt: bool,
-                tta: str | None = None, batch: int = 4, workers: int | None = None
+                tta: str | None = None, batch: int = 4, workers: int | None = None,
+                images: np.ndarray | None = None, shapes: Sequence[tuple[int, int]] | None = None
                 ) -> Iterator[tuple[EvalItem, torch.Tensor]]:
-    """(EvalItem, logits (29, size, size) on the model's device) per sample, in order."""
+    """(EvalItem, logits (29, size, size) on the model's device) per sample, in order.
+
+    `images`/`shapes`: the inputs already resized (the trainer's cache), so only the targets
+    are made per image."""
     dev = next(model.parameters()).device
     workers = default_workers() if workers is None else workers
-    loader = DataLoader(EvalSet(samples, size, with_gt=with_gt), batch_size=batch, shuffle=False,
+    dataset = EvalSet(samples, size, with_gt=with_gt, images=images, shapes=shapes)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False,
                         num_workers=workers, collate_fn=collate_eval, pin_memory=False,
                         persistent_workers=False, prefetch_factor=2 if workers else None,
                         worker_init_fn=worker_init_for(os.getpid()) if workers else None,
@@ -113,6 +122,28 @@ def iter_predictions(model, samples: Sequence[Sample], size: int, *, with_gt: bo
         pred = upsample_threshold(lg, it.shape)
         gt = unpack_masks(it.gt_packed, it.shape[1], dev) if it.gt_packed is not None else None
         yield samples[it.index], pred, gt
+
+
+def iter_dice(model, samples: Sequence[Sample], size: int, *, tta: str | None = None, batch: int = 4,
+              workers: int | None = None, chunk: int | None = None, images: np.ndarray | None = None,
+              shapes: Sequence[tuple[int, int]] | None = None) -> Iterator[tuple[Sample, np.ndarray]]:
+    """(Sample, per-class competition Dice (29,) float64) per labelled sample, in order: logits
+    upsampled, thresholded and counted on the model's device, `chunk` classes at a time."""
+    for it, lg in iter_logits(model, samples, size, with_gt=True, tta=tta, batch=batch, workers=workers,
+                              images=images, shapes=shapes):
+        counts = dice_counts(lg, it.gt_packed, it.shape, chunk)
+        yield samples[it.index], dice_from_counts(*counts).cpu().numpy()
+
+
+def iter_rle(model, samples: Sequence[Sample], size: int, *, tta: str | None = None, batch: int = 4,
+             workers: int | None = None, chunk: int | None = None) -> Iterator[tuple[Sample, list[str]]]:
+    """(Sample, 29 competition RLE strings) per sample at its original resolution; the masks
+    are made and run-length coded on the model's device, `chunk` classes at a time."""
+    for it, lg in iter_logits(model, samples, size, with_gt=False, tta=tta, batch=batch, workers=workers):
+        rles: list[str] = []
+        for _, pred in upsample_chunks(lg, it.shape, chunk):
+            rles.extend(rle_torch(m) for m in pred)
+        yield samples[it.index], rles
 
 
 def predict_dataset(run_dir: Path | str, samples: Sequence[Sample], device: str = "auto",

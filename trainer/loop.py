@@ -24,12 +24,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from trainer import distributed as ddp
 from trainer.config import TrainConfig
-from trainer.data import EpochSampler, TrainSet, loader_context, worker_init_for
-from trainer.inference import autocast, default_workers, iter_predictions, resolve_device
+from trainer.data import DiskCache, EpochSampler, TrainSet, loader_context, resized_images, worker_init_for
+from trainer.inference import autocast, default_workers, iter_dice, resolve_device
 from trainer.losses import BCEDiceLoss
-from trainer.metrics import DiceTable, dice_per_class_torch
-from trainer.model import build_model, count_parameters
+from trainer.metrics import DiceTable, StreamingImageCSV
+from trainer.model import count_parameters, model_from_config
 from xaug.errors import XaugError
 from xaug.model import Sample
 
@@ -73,17 +74,31 @@ def train_step(model, x, y, optimizer, criterion, device: torch.device) -> torch
 
 
 def validate(model, samples: Sequence[Sample], cfg: TrainConfig, progress: bool = True,
-             desc: str = "validate", tta: str | None = None, workers: int | None = None) -> DiceTable:
-    """Competition Dice of `model` on labelled samples at their original resolution."""
+             desc: str = "validate", tta: str | None = None, workers: int | None = None, *,
+             image_csv: Path | None = None, chunk: int | None = None, images=None, shapes=None) -> DiceTable:
+    """Competition Dice of `model` on labelled samples at their original resolution.
+
+    Upsampling, thresholding and counting run on the model's device, `chunk` classes at a time
+    (`trainer.metrics.dice_counts`). With `image_csv`, per-image rows are written as they come.
+    `images`/`shapes`: the inputs already resized (skips decoding the full-size images)."""
     table = DiceTable()
     model.eval()
+    stream = StreamingImageCSV(image_csv) if image_csv is not None else None
     bar = tqdm(total=len(samples), desc=desc, disable=not progress, leave=False, file=sys.stderr)
-    for sample, pred, gt in iter_predictions(model, samples, cfg.size, with_gt=True, tta=tta,
-                                             batch=cfg.val_batch, workers=workers):
-        table.add(sample.name, dice_per_class_torch(pred, gt).cpu().numpy())
-        bar.update(1)
-        bar.set_postfix(dice=f"{table.mean():.4f}")
-    bar.close()
+    try:
+        for sample, dice in iter_dice(model, samples, cfg.size, tta=tta, batch=cfg.val_batch, workers=workers,
+                                      chunk=chunk, images=images, shapes=shapes):
+            table.add(sample.name, dice)
+            if stream is not None:
+                stream.add(sample.name, dice)
+            bar.update(1)
+            bar.set_postfix(dice=f"{table.mean():.4f}")
+    finally:
+        bar.close()
+        if stream is not None:
+            stream.fh.close()
+    if stream is not None:
+        stream.close()
     return table
 
 
@@ -157,13 +172,36 @@ def _load_resume(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
           run_dir: Path | str, *, device: str | torch.device = "auto", resume: bool = False,
-          progress: bool = True, on_epoch_end: Callable[[dict], None] | None = None) -> RunResult:
-    """Train a U-Net on `train_samples`, validating on `val_samples`; everything goes to `run_dir`.
+          progress: bool = True, on_epoch_end: Callable[[dict], None] | None = None,
+          cache_dir: Path | str | None = None, train_hashes: Sequence[str] | None = None,
+          val_hashes: Sequence[str] | None = None) -> RunResult:
+    """Train `cfg.arch` on `train_samples`, validating on `val_samples`; everything goes to `run_dir`.
 
     With `resume`, continues from `run_dir/last.pt` (a finished run returns at once).
+    `cache_dir`: keep the resized images there between runs, keyed by (`cfg.dataset_id` /
+    `cfg.val_id`, each image's file hash from `train_hashes` / `val_hashes` (else its path in
+    that version), size). Started by torchrun (WORLD_SIZE > 1), trains with
+    DistributedDataParallel: `cfg.batch` per process, rank 0 validates and writes.
     """
-    run_dir = Path(run_dir)
+    env = ddp.dist_env()
+    try:
+        return _train(cfg, train_samples, val_samples, Path(run_dir), env, device=device, resume=resume,
+                      progress=progress, on_epoch_end=on_epoch_end, cache_dir=cache_dir,
+                      train_hashes=train_hashes, val_hashes=val_hashes)
+    finally:
+        if env.distributed:
+            ddp.shutdown()
+
+
+def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "ddp.DistEnv", *, device,
+           resume: bool, progress: bool, on_epoch_end, cache_dir, train_hashes, val_hashes) -> RunResult:
     dev = resolve_device(device)
+    if env.distributed:
+        dev = ddp.init(dev, env)
+    main = env.is_main
+    progress = progress and main
+    if cfg.world_size != env.world:
+        cfg = cfg.replace(world_size=env.world)
     if not train_samples:
         raise XaugError("no training images", where=cfg.dataset or "dataset")
     if (run_dir / "last.pt").exists() and not resume:
@@ -171,6 +209,7 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
                         "another --run", where=str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = _load_resume(run_dir, cfg) if resume else None
+    ddp.barrier(env)  # every rank has read the folder before rank 0 writes into it
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # only for libraries that still use it; xaug never does
@@ -178,7 +217,13 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = build_model(width=cfg.width, depth=cfg.depth, norm=cfg.norm, max_width=cfg.max_width).to(dev)
+    try:
+        model = model_from_config(cfg)
+    except ImportError as e:  # --arch smp:... without segmentation_models_pytorch
+        raise XaugError(str(e), where="--arch") from None
+    if ddp.want_sync_batchnorm(cfg.norm, dev, env):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
@@ -192,28 +237,52 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
         best = float(ckpt["best_dice"])
         best_epoch = int(ckpt["best_epoch"]) if ckpt["best_epoch"] >= 0 else None
         torch.set_rng_state(ckpt["torch_rng"])
-        rows = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
-        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
+        if main:
+            rows = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
+            (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif main:
         (run_dir / "metrics.jsonl").write_text("")
-    (run_dir / "config.json").write_text(json.dumps(
-        {**cfg.to_dict(), "parameters": count_parameters(model), "environment": _environment(dev)},
-        indent=2) + "\n")
+    if main:
+        (run_dir / "config.json").write_text(json.dumps(
+            {**cfg.to_dict(), "parameters": count_parameters(model), "environment": _environment(dev)},
+            indent=2) + "\n")
     if start_epoch >= cfg.epochs:
+        ddp.barrier(env)
         return _result(run_dir, start_epoch, best, best_epoch)
 
     workers = default_workers() if cfg.workers is None else cfg.workers
-    dataset = TrainSet(train_samples, cfg.size, cfg.aug, seed=cfg.seed, cache=cfg.cache, jobs=max(1, workers))
-    sampler = EpochSampler(len(dataset), cfg.seed)
+    t_start = time.perf_counter()
+    train_disk = DiskCache(Path(cache_dir), cfg.dataset_id or "unversioned") if cache_dir and cfg.cache else None
+    train_keys = list(train_hashes) if train_hashes is not None else [s.relpath for s in train_samples]
+    if not main:
+        ddp.barrier(env)  # rank 0 fills the disk cache first; the others then read it
+    dataset = TrainSet(train_samples, cfg.size, cfg.aug, seed=cfg.seed, cache=cfg.cache, disk=train_disk,
+                       hashes=train_keys)
+    val_images = val_shapes = None
+    if main and val_samples and cfg.cache:  # validation inputs resized once, not every epoch
+        vlist = list(val_samples)[: cfg.val_limit] if cfg.val_limit else list(val_samples)
+        val_disk = DiskCache(Path(cache_dir), cfg.val_id or "unversioned") if cache_dir else None
+        vkeys = (list(val_hashes)[: len(vlist)] if val_hashes is not None else [s.relpath for s in vlist])
+        val_images, val_shapes = resized_images(vlist, cfg.size, disk=val_disk, hashes=vkeys)
+    if main:
+        ddp.barrier(env)
+    startup_seconds = time.perf_counter() - t_start
+    sampler = EpochSampler(len(dataset), cfg.seed, rank=env.rank, world=env.world, batch=cfg.batch)
     loader = DataLoader(dataset, batch_size=cfg.batch, sampler=sampler, num_workers=workers,
-                        drop_last=len(dataset) > cfg.batch, pin_memory=dev.type == "cuda",
+                        drop_last=env.world == 1 and len(dataset) > cfg.batch, pin_memory=dev.type == "cuda",
                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
                         worker_init_fn=worker_init_for(os.getpid()) if workers else None,
                         multiprocessing_context=loader_context() if workers else None)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    step_model = torch.compile(model) if cfg.compile and dev.type == "cuda" else model
+    step_model = model
+    if env.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile and dev.type == "cuda":
+        step_model = torch.compile(step_model)
 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -238,14 +307,23 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
                 bar.set_postfix(loss=f"{loss_sum.item() / n_batches:.4f}")
         bar.close()
         train_seconds = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, "step": step, "loss": loss_sum.item() / max(1, n_batches),
+        # every rank ran the same number of steps; the mean over ranks is the global batch's loss
+        loss_all = ddp.sum_across(loss_sum, env)
+        seen_all = int(ddp.sum_across(torch.tensor(seen, device=loss_sum.device), env).item())
+        row = {"epoch": epoch + 1, "step": step, "loss": loss_all.item() / env.world / max(1, n_batches),
                "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
-               "images_per_s": round(seen / max(train_seconds, 1e-9), 2), "val_dice": None}
+               "images_per_s": round(seen_all / max(train_seconds, 1e-9), 2), "val_dice": None}
+        if epoch == start_epoch:
+            row["startup_seconds"] = round(startup_seconds, 3)
+        if not main:
+            ddp.barrier(env)  # rank 0 validates and writes this epoch
+            continue
         last_epoch = epoch + 1 == cfg.epochs
         table = None
         if val_samples and ((epoch + 1) % cfg.val_every == 0 or last_epoch):
             subset = list(val_samples)[: cfg.val_limit] if cfg.val_limit else list(val_samples)
-            table = validate(model, subset, cfg, progress, desc=f"validate {epoch + 1}", workers=workers)
+            table = validate(model, subset, cfg, progress, desc=f"validate {epoch + 1}", workers=workers,
+                             images=val_images, shapes=val_shapes)
             row["val_dice"] = table.mean()
             row["val_per_class"] = [round(float(d), 6) for d in table.per_class()]
         improved = table is not None and table.mean() > best
@@ -270,6 +348,10 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
                   f"({row['images_per_s']:.1f} img/s)", file=sys.stderr)
         if on_epoch_end is not None:
             on_epoch_end(row)
+        ddp.barrier(env)
+    if not main:  # rank 0's files are complete: read the result from them
+        ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+        best, best_epoch = float(ckpt["best_dice"]), (int(ckpt["best_epoch"]) if ckpt["best_epoch"] >= 0 else None)
     return _result(run_dir, cfg.epochs, best, best_epoch)
 
 

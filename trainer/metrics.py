@@ -110,3 +110,91 @@ def read_class_csv(path: Path) -> dict[str, float]:
     """The `class,dice` CSV back as {class: dice} (the `mean` row included)."""
     with open(path, newline="") as fh:
         return {row["class"]: float(row["dice"]) for row in csv.DictReader(fh)}
+
+
+# ---------------------------------------------------------------- chunked scoring on the device
+
+def class_chunk(shape: tuple[int, int], device: torch.device | str, budget_bytes: int | None = None) -> int:
+    """How many classes to upsample at once at `shape`: the float32 logits, the bool prediction
+    and the unpacked target of one chunk fit in `budget_bytes` (256 MiB on CPU, where smaller
+    buffers stay out of the page-fault path; 2 GiB on CUDA)."""
+    if budget_bytes is None:
+        budget_bytes = (2 << 30) if torch.device(device).type == "cuda" else (256 << 20)
+    per_class = int(shape[0]) * int(shape[1]) * (4 + 1 + 1 + 1)
+    return max(1, min(64, budget_bytes // max(1, per_class)))
+
+
+def upsample_chunks(logits: torch.Tensor, shape: tuple[int, int], chunk: int | None = None):
+    """Yield (first class, bool (k, H, W) prediction) chunks of one image's (C, h, w) logits:
+    the same bilinear-then-`> 0` as `upsample_threshold`, `chunk` classes at a time."""
+    c = logits.shape[0]
+    chunk = chunk or class_chunk(shape, logits.device)
+    for c0 in range(0, c, chunk):
+        yield c0, upsample_threshold(logits[c0:c0 + chunk], shape)
+
+
+def dice_counts(logits: torch.Tensor, gt_packed: np.ndarray | torch.Tensor, shape: tuple[int, int],
+                chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per class (|P∩G|, |P|, |G|) int64 on the logits' device, for (C, h, w) logits against the
+    bit-packed (C, H, ceil(W/8)) targets: upsampled, thresholded, unpacked and counted there,
+    `chunk` classes at a time, so a 2048 px image never needs all 29 full-size planes at once."""
+    dev = logits.device
+    packed = torch.as_tensor(np.asarray(gt_packed)) if not isinstance(gt_packed, torch.Tensor) else gt_packed
+    c = logits.shape[0]
+    inter = torch.zeros(c, dtype=torch.int64, device=dev)
+    psum = torch.zeros_like(inter)
+    gsum = torch.zeros_like(inter)
+    for c0, pred in upsample_chunks(logits, shape, chunk):
+        k = pred.shape[0]
+        gt = unpack_masks(packed[c0:c0 + k], shape[1], dev)
+        p, g = pred.reshape(k, -1), gt.reshape(k, -1)
+        inter[c0:c0 + k] = (p & g).sum(1, dtype=torch.int64)
+        psum[c0:c0 + k] = p.sum(1, dtype=torch.int64)
+        gsum[c0:c0 + k] = g.sum(1, dtype=torch.int64)
+    return inter, psum, gsum
+
+
+def dice_from_counts(inter: torch.Tensor, psum: torch.Tensor, gsum: torch.Tensor) -> torch.Tensor:
+    """The competition Dice from counts (the formula of `dice_per_class_torch`)."""
+    return (2.0 * inter.double() + DICE_EPS) / ((psum + gsum).double() + DICE_EPS)
+
+
+def rle_torch(mask: torch.Tensor) -> str:
+    """`xaug.raster.rle_encode` of a bool tensor, the run edges found on its device: only the
+    edges travel to the host, never the full-size mask.
+
+    >>> rle_torch(torch.tensor([[0, 1, 1], [0, 0, 1]], dtype=torch.bool))
+    '2 2 6 1'
+    """
+    flat = mask.reshape(-1)
+    padded = torch.zeros(flat.numel() + 2, dtype=torch.bool, device=flat.device)
+    padded[1:-1] = flat
+    edges = torch.nonzero(padded[1:] != padded[:-1]).flatten().cpu().numpy()
+    if edges.size == 0:
+        return ""
+    starts, ends = edges[0::2], edges[1::2]
+    runs = np.empty(starts.size * 2, np.int64)
+    runs[0::2] = starts + 1
+    runs[1::2] = ends - starts
+    return " ".join(map(str, runs.tolist()))
+
+
+class StreamingImageCSV:
+    """`write_image_csv`'s file, written row by row as images are scored (a crash keeps the rows
+    so far in `<name>.partial`; the full file appears, atomically, at `close`)."""
+
+    def __init__(self, path: Path, classes: tuple[str, ...] = CLASSES):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.fh = open(self.tmp, "w", newline="")
+        self.writer = csv.writer(self.fh)
+        self.writer.writerow(["image_name", "mean", *classes])
+
+    def add(self, image: str, dice: np.ndarray) -> None:
+        self.writer.writerow([image, f"{float(np.mean(dice)):.6f}", *(f"{d:.6f}" for d in dice)])
+
+    def close(self) -> None:
+        self.fh.close()
+        import os
+
+        os.replace(self.tmp, self.path)

@@ -63,12 +63,23 @@ def labelled(samples: list[Sample], where: str) -> list[Sample]:
     return samples
 
 
+def trainer_cache_dir(store) -> Path:
+    """Where the trainer keeps resized images between runs: `<home>/cache/trainer`."""
+    return Path(store.home) / "cache" / "trainer"
+
+
+def image_hashes(ds, samples: list[Sample]) -> list[str]:
+    """Each sample's image file hash, as the version's manifest records it."""
+    return [ds.item(s.relpath)["image"]["sha256"] for s in samples]
+
+
 def train_version(store, dataset: str, *, val: str | None = None, run: str | Path | None = None,
                   resume: bool = False, device: str = "auto", progress: bool = True,
-                  on_epoch_end=None, **options):
+                  on_epoch_end=None, disk_cache: bool = True, **options):
     """Train on version `dataset`, validate on `val` (default: the lineage root's val persons).
 
-    `options` are TrainConfig fields (epochs, size, batch, width, ...). Returns a RunResult.
+    `options` are TrainConfig fields (epochs, size, batch, arch, width, ...). Returns a RunResult.
+    Resized images are cached under `<home>/cache/trainer` (`disk_cache=False`: not).
     """
     from trainer.config import TrainConfig
     from trainer.loop import train
@@ -86,8 +97,10 @@ def train_version(store, dataset: str, *, val: str | None = None, run: str | Pat
     cfg = TrainConfig(**options).replace(dataset=ds.name, dataset_id=ds.id, val_dataset=val_ds.name,
                                          val_id=val_ds.id, train_images=len(train_s), val_images=len(val_s))
     run_dir = run_path(run if run is not None else ds.name)
+    cache = dict(cache_dir=trainer_cache_dir(store), train_hashes=image_hashes(ds, train_s),
+                 val_hashes=image_hashes(val_ds, val_s)) if disk_cache else {}
     return train(cfg, train_s, val_s, run_dir, device=device, resume=resume, progress=progress,
-                 on_epoch_end=on_epoch_end)
+                 on_epoch_end=on_epoch_end, **cache)
 
 
 def eval_samples(store, cfg: dict, dataset: str | None, split: str) -> tuple[object, list[Sample]]:
@@ -121,8 +134,10 @@ class Evaluation:
 
 def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: str = "val",
                  tta: str | None = None, device: str = "auto", progress: bool = True,
-                 limit: int | None = None, workers: int | None = None) -> Evaluation:
-    """Score a run's best checkpoint; writes eval_<dataset>_<split>.json/.csv (+ _images.csv)."""
+                 limit: int | None = None, workers: int | None = None, chunk: int | None = None) -> Evaluation:
+    """Score a run's best checkpoint; writes eval_<dataset>_<split>.json/.csv (+ _images.csv,
+    streamed row by row). Scoring runs on `device` (`chunk` classes of a full-size image at a
+    time; default: what fits in memory)."""
     from trainer.inference import checkpoint_path, load_model, run_config
     from trainer.loop import validate
     from trainer.config import TrainConfig
@@ -133,12 +148,12 @@ def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: s
     ds, samples = eval_samples(store, cfg, dataset, split)
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
     tcfg = TrainConfig.from_dict(cfg)
-    table = validate(model, samples, tcfg, progress, desc=f"evaluate {split}", tta=tta, workers=workers)
     stem = eval_stem(ds.name, split, tta)
+    table = validate(model, samples, tcfg, progress, desc=f"evaluate {split}", tta=tta, workers=workers,
+                     image_csv=run_dir / f"{stem}_images.csv", chunk=chunk)
     table.write_json(run_dir / f"{stem}.json", run=run_dir.name, dataset=ds.name, dataset_id=ds.id,
                      split=split, tta=tta, checkpoint=checkpoint_path(run_dir).name, subsets=subsets(table, samples))
     table.write_class_csv(run_dir / f"{stem}.csv")
-    table.write_image_csv(run_dir / f"{stem}_images.csv")
     return Evaluation(run_dir, ds.name, ds.id, split, tta, table, run_dir / f"{stem}.json", run_dir / f"{stem}.csv")
 
 
@@ -163,9 +178,10 @@ def subsets(table, samples: list[Sample]) -> dict:
 
 def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = None, split: str = "test",
                    tta: str | None = None, device: str = "auto", progress: bool = True) -> Path:
-    """The competition submission CSV of a run's predictions on a split."""
-    from trainer.inference import predict_dataset, run_config
-    from trainer.submit import write_submission
+    """The competition submission CSV of a run's predictions on a split, streamed: masks are
+    made and run-length coded on `device`, rows written image by image."""
+    from trainer.inference import iter_rle, load_model, run_config
+    from trainer.submit import write_rle_submission
 
     run_dir = run_path(run)
     cfg = run_config(run_dir)
@@ -173,8 +189,9 @@ def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = N
     samples = ds.samples(split=split, load=False) if split == "test" else validation_samples(ds)
     if not samples:
         raise XaugError(f"dataset has no {split} images", where=ds.name)
-    return write_submission(predict_dataset(run_dir, samples, device=device, tta=tta), out,
-                            total=len(samples), progress=progress)
+    model, mcfg = load_model(run_dir, device)
+    return write_rle_submission(iter_rle(model, samples, mcfg["size"], tta=tta), out, total=len(samples),
+                                progress=progress)
 
 
 def load_evaluation(run: str | Path, split: str | None = None) -> dict:

@@ -47,3 +47,22 @@ def write_submission(predictions: Iterable[tuple[Sample, np.ndarray]], out: Path
         write_rows(predictions, fh, progress=progress, total=total)
     os.replace(tmp, out)
     return out
+
+
+def write_rle_submission(rows: Iterable[tuple[Sample, list[str]]], out: Path | str, total: int | None = None,
+                         progress: bool = True) -> Path:
+    """`write_submission` for predictions already run-length coded (29 strings per image, in
+    class order, as `trainer.inference.iter_rle` yields them), streamed to the CSV."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["image_name", "class", "rle"])
+        for sample, rles in tqdm(rows, total=total, desc="predict", disable=not progress, file=sys.stderr):
+            if len(rles) != len(CLASSES):
+                raise ValueError(f"{sample.name}: {len(rles)} masks, expected {len(CLASSES)}")
+            for name, rle in zip(CLASSES, rles):
+                w.writerow([sample.name, name, rle])
+    os.replace(tmp, out)
+    return out

@@ -19,26 +19,23 @@ identical bytes.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Sequence, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from xaug import __version__
 from xaug.errors import BadInput, XaugError
+from xaug.store.execute import CHUNK, BuildRequest, BuildResult, MadeItem, build, default_jobs, run_tasks  # noqa: F401
 from xaug.store.hashing import canonical_json
 
 if TYPE_CHECKING:  # the store is only needed when a pipeline runs
     from xaug.store import Dataset, Store
 
 NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
-# Items per task handed to a worker: a few images, so memory stays bounded by ~CHUNK decoded
-# images per worker while the per-task overhead (pickling plans and polygons) stays small.
-CHUNK = 4
 # Decoded source images a worker keeps (rotate --per-image K decodes each source once).
 IMAGE_CACHE = 4
 
@@ -399,37 +396,124 @@ def make_plan(store: "Store", spec, source: "Dataset | None" = None) -> Plan:
 
 # ---------------------------------------------------------------- execution
 
-@dataclass
-class RunResult:
-    dataset: "Dataset"
-    cached: bool                  # an identical earlier run made it: nothing was done
-    made: int = 0                 # items produced by this run
-    resumed: int = 0              # items an earlier, interrupted run had already staged
-    referenced: int = 0           # source items listed by reference
-
-    def summary(self) -> str:
-        ds = self.dataset
-        n = len(ds.manifest.get("items", ())) if isinstance(ds.manifest, dict) else 0
-        head = f"{ds.name} ({ds.id[:8]}…) {n} items"
-        if self.cached:
-            return f"{head}; up to date (same spec, source and seed), nothing to do"
-        parts = [f"{self.made} made"]
-        if self.resumed:
-            parts.append(f"{self.resumed} resumed")
-        if self.referenced:
-            parts.append(f"{self.referenced} by reference")
-        return f"{head} ({', '.join(parts)})"
+RunResult = BuildResult  # what run_pipeline returns: the version, cached or made, and counts
 
 
-def default_jobs() -> int:
+@dataclass(frozen=True)
+class SourceFile:
+    """A source file a task reads: where it is and the sha256 the source manifest promises."""
+
+    path: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class SourcedTask:
+    """A Task with the files of its sources: what a worker needs, nothing else of the plan."""
+
+    task: Task
+    sources: tuple[tuple[str, SourceFile, SourceFile | None], ...]   # (relpath, image, label)
+    dataset: str = "the source"                                     # name for `xaug verify`
+
+    @property
+    def relpath(self) -> str:
+        return self.task.relpath
+
+
+def sourced_tasks(plan: Plan, tasks: Sequence[Task]) -> list[SourcedTask]:
+    items = {it["image"]["path"]: it for it in plan.source.items}
+
+    def file_of(info: dict | None, stored_in: str | None) -> SourceFile | None:
+        if not info:
+            return None
+        return SourceFile(str(plan.source.file_path(info, stored_in)), info.get("sha256"))
+
+    out = []
+    for t in tasks:
+        srcs = []
+        for rel in t.plan.sources:
+            it = items[rel]
+            srcs.append((rel, file_of(it["image"], it.get("stored_in")), file_of(it.get("label"), it.get("stored_in"))))
+        out.append(SourcedTask(t, tuple(srcs), plan.source.name))
+    return out
+
+
+class PipelineMaker:
+    """The engine's `make_item` for pipeline ops: decode the task's sources (checking their bytes
+    against the source manifest), apply the op's plan, encode the PNG and the label JSON.
+
+    Keeps the last few decoded sources (rotate --per-image K decodes each source once); the cache
+    is not pickled, so each worker chunk starts empty and memory stays bounded.
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple] = {}
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.cache = {}
+
+    def _load(self, st: SourcedTask) -> Callable[[str], tuple]:
+        from xaug.layout import decode_image, parse_annotation_doc
+
+        files = {rel: (img, lab) for rel, img, lab in st.sources}
+
+        def load(relpath: str):
+            img_file, label_file = files[relpath]
+            hit = self.cache.get(img_file.path)
+            if hit is None:
+                image = decode_image(read_checked(img_file, st.dataset), img_file.path)
+                image.setflags(write=False)  # ops must not modify a cached source in place
+                annotations: list = []
+                if label_file is not None:
+                    data = read_checked(label_file, st.dataset)
+                    annotations, _, problems, _ = parse_annotation_doc(data, label_file.path)
+                    if problems:
+                        raise BadInput(problems[0], problems=problems[1:])
+                if len(self.cache) >= IMAGE_CACHE:
+                    self.cache.pop(next(iter(self.cache)))
+                hit = self.cache[img_file.path] = (image, annotations)
+            return hit[0], list(hit[1])
+
+        return load
+
+    def __call__(self, st: SourcedTask) -> MadeItem:
+        from xaug.layout import annotation_bytes, annotation_doc, encode_png
+        from xaug.ops import get_op
+
+        task = st.task
+        image, annotations, provenance = get_op(task.op).apply(task.plan, self._load(st))
+        h, w = image.shape[:2]
+        png = encode_png(image)
+        del image
+        doc = annotation_doc(annotations, None, filename=Path(task.relpath).name, person=task.person,
+                             height=h, width=w)
+        provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
+        return MadeItem(task.relpath, png, annotation_bytes(doc), person=task.person, split=task.split,
+                        side=task.side, fold=task.fold, provenance=provenance, meta={})
+
+
+def read_checked(f: SourceFile, dataset: str) -> bytes:
+    """The bytes of a stored file, refused if they are not the ones its manifest lists."""
+    from xaug.store import sha256_bytes
+
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS/Windows
-        return max(1, os.cpu_count() or 1)
+        data = Path(f.path).read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"file missing from the store; run `xaug verify {dataset}`", where=f.path) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read ({exc.strerror})", where=f.path) from None
+    if f.sha256 is not None and sha256_bytes(data) != f.sha256:
+        raise BadInput(f"stored bytes do not match the manifest (changed after it was made); "
+                       f"run `xaug verify {dataset}`", where=f.path)
+    return data
 
 
-def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool = True) -> RunResult:
-    """Plan, then (unless the plan already ran) make every item in parallel and commit a version."""
+def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool = True,
+                 backend: Any = None) -> RunResult:
+    """Plan, then (unless the plan already ran) make every item with the store's build engine."""
     from xaug.ops import get_op
 
     for step in spec.steps:  # fail on an unknown op before touching the store
@@ -439,20 +523,9 @@ def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool =
     if existing is not None:  # decided before a single label or pixel is read
         return RunResult(existing, cached=True)
     plan = make_plan(store, spec, source)
-    jobs = default_jobs() if not jobs or jobs < 1 else int(jobs)
-    with store.build(name=spec.name, kind=plan.kind, plan_key=plan.key, source=plan.source,
-                     spec=resolved_spec(spec), seed=spec.seed) as b:
-        todo = [t for t in plan.tasks if not b.has_item(t.relpath)]
-        resumed = len(plan.tasks) - len(todo)
-        for sample in plan.references:
-            b.reference(sample)
-        records = _execute(b.staging, plan, todo, jobs, progress, done=resumed)
-        if hasattr(b, "adopt"):
-            for record in records:
-                b.adopt(record)
-        b.set_persons(_persons(plan))
-        ds = b.commit()
-    return RunResult(ds, cached=False, made=len(todo), resumed=resumed, referenced=len(plan.references))
+    request = BuildRequest(spec.name, plan.kind, plan.key, plan.source, resolved_spec(spec), spec.seed)
+    return build(store, request, sourced_tasks(plan, plan.tasks), PipelineMaker(), persons=_persons(plan),
+                 references=plan.references, jobs=jobs, progress=progress, label=spec.name, backend=backend)
 
 
 def _persons(plan: Plan) -> dict:
@@ -463,116 +536,10 @@ def _persons(plan: Plan) -> dict:
     return {p: known.get(p) or PersonMeta(p) for p in sorted(used)}
 
 
-def _chunks(tasks: list[Task], size: int) -> Iterator[list[Task]]:
-    for i in range(0, len(tasks), size):
-        yield tasks[i:i + size]
-
-
-def _execute(staging: Path, plan: Plan, todo: list[Task], jobs: int, progress: bool, done: int) -> list[dict]:
-    """Make the items of `todo`, `jobs` workers, a few images per task; returns staged records."""
-    total = len(plan.tasks)
-    records: list[dict] = []
-    if not todo:
-        return records
-    chunks = list(_chunks(todo, CHUNK))
-
-    def payload(chunk: list[Task]) -> dict[str, tuple]:
-        rels = sorted({r for t in chunk for r in t.plan.sources})
-        return {r: (str(plan.samples[r].image_path), plan.labels[r]) for r in rels}
-
-    with _progress_bar(progress, total, done, plan.spec.name) as advance:
-        if jobs == 1 or len(chunks) == 1:  # in this process, one stream (sources are only paths)
-            records = _Worker().run(Path(staging), todo, payload(todo), on_done=advance)
-        else:
-            from joblib import Parallel, delayed
-
-            # pre_dispatch bounds how many chunks (and their decoded images) are in flight.
-            parallel = Parallel(n_jobs=jobs, return_as="generator", pre_dispatch="2*n_jobs",
-                                batch_size=1)
-            for out in parallel(delayed(_run_chunk)(str(staging), chunk, payload(chunk)) for chunk in chunks):
-                records += out
-                advance(len(out))
-    return records
-
-
-def _run_chunk(staging: str, chunk: list[Task], sources: dict[str, tuple]) -> list[dict]:
-    """A joblib task: make and stage each item of the chunk (one image at a time)."""
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only contend
-    return _Worker().run(Path(staging), chunk, sources)
-
-
-class _Worker:
-    """Applies plans one image at a time. Keeps the last few decoded sources (rotate -K decodes
-    each source once) and hands each finished item to one writer thread, so writing and hashing
-    item i overlaps computing item i+1 (at most one finished item waits: memory stays bounded)."""
-
-    def __init__(self) -> None:
-        self.cache: dict[str, tuple] = {}
-
-    def load(self, sources: dict[str, tuple]) -> Callable[[str], tuple]:
-        from xaug.layout import parse_annotation_doc, read_image
-
-        def load(relpath: str):
-            image_path, label_path = sources[relpath]
-            hit = self.cache.get(image_path)
-            if hit is None:
-                image = read_image(image_path)
-                image.setflags(write=False)  # ops must not modify a cached source in place
-                annotations: list = []
-                if label_path is not None:
-                    annotations, _, problems, _ = parse_annotation_doc(Path(label_path).read_bytes(), label_path)
-                    if problems:
-                        raise BadInput(problems[0], problems=problems[1:])
-                if len(self.cache) >= IMAGE_CACHE:
-                    self.cache.pop(next(iter(self.cache)))
-                hit = self.cache[image_path] = (image, annotations)
-            return hit[0], list(hit[1])
-
-        return load
-
-    def run(self, staging: Path, chunk: list[Task], sources: dict[str, tuple],
-            on_done: Callable[[int], None] | None = None) -> list[dict]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from xaug.layout import encode_png
-        from xaug.ops import get_op
-
-        load = self.load(sources)
-        records: list[dict] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaug-write") as writer:
-            pending = None
-            for task in chunk:
-                image, annotations, provenance = get_op(task.op).apply(task.plan, load)
-                h, w = image.shape[:2]
-                png = encode_png(image)
-                del image
-                if pending is not None:
-                    records.append(pending.result())
-                    if on_done:
-                        on_done(1)
-                # the label JSON is built, and the files hashed and written, while the next
-                # image decodes and warps (OpenCV releases the GIL there)
-                pending = writer.submit(_write_item, staging, task, png, annotations, provenance, h, w)
-            if pending is not None:
-                records.append(pending.result())
-                if on_done:
-                    on_done(1)
-        return records
-
-
-def _write_item(staging: Path, task: Task, png: bytes, annotations: list, provenance: dict,
-                height: int, width: int) -> dict:
-    """The label JSON (competition format, height/width metadata) and both files, staged atomically."""
-    from xaug.layout import annotation_bytes, annotation_doc
-    from xaug.store import stage_item
-
-    doc = annotation_doc(annotations, None, filename=Path(task.relpath).name, person=task.person,
-                         height=height, width=width)
-    provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
-    return stage_item(staging, task.relpath, png, annotation_bytes(doc), person=task.person, side=task.side,
-                      split=task.split, fold=task.fold, provenance=provenance, meta={})
+def _execute(staging: Path, plan: Plan, todo: list[Task], jobs: int, progress: bool, done: int) -> int:
+    """Make the items of `todo` into `staging` with the engine (a building block for tests)."""
+    return run_tasks(Path(staging), sourced_tasks(plan, todo), PipelineMaker(), jobs=jobs, progress=progress,
+                     label=plan.spec.name, total=len(plan.tasks), done=done)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -590,27 +557,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
-
-
-class _progress_bar:
-    """A rich progress bar on stderr (silent when disabled); yields an `advance(n)` function."""
-
-    def __init__(self, enabled: bool, total: int, done: int, label: str):
-        self.enabled, self.total, self.done, self.label = enabled, total, done, label
-        self.bar = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-        self.bar.__enter__()
-        task = self.bar.add_task(self.label, total=self.total, completed=self.done)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

@@ -12,7 +12,8 @@ from typing import Any, Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, QuietOption, open_store, out, print_json
+from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, StorageOption,
+                             backend_choice, open_store, out, print_json)
 from xaug.errors import BadInput
 
 FromOption = typer.Option("raw", "--from", help="Source version: a name, name_vN or hash prefix.")
@@ -82,10 +83,10 @@ def _flag_line(problem: str, flags: dict[str, str]) -> str:
 _COMMON_FLAGS = {"name": "--name", "source": "--from", "split": "--split", "seed": "--seed"}
 
 
-def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool) -> None:
+def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool, backend=None) -> None:
     from xaug.pipeline import run_pipeline
 
-    result = run_pipeline(open_store(home), spec, jobs=jobs, progress=not quiet)
+    result = run_pipeline(open_store(home), spec, jobs=jobs, progress=not quiet, backend=backend)
     out.print(result.summary(), markup=False)
 
 
@@ -101,6 +102,9 @@ def register(app: typer.Typer) -> None:
         split: Split = SplitOption,
         seed: int = SeedOption,
         jobs: Optional[int] = JobsOption,
+        backend: Optional[str] = BackendOption,
+        scheduler: Optional[str] = SchedulerOption,
+        storage: Optional[str] = StorageOption,
         name: str = typer.Option("rotate", "--name", help="Name of the new version."),
         include_source: bool = IncludeOption,
         quiet: bool = QuietOption,
@@ -115,7 +119,7 @@ def register(app: typer.Typer) -> None:
                  "per_image": "--per-image", "pivot": "--pivot"}
         spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
                                 include_source=include_source, step=step, flags=flags)
-        _run(home, spec, jobs, quiet)
+        _run(home, spec, jobs, quiet, backend_choice(backend, scheduler, storage))
 
     @app.command("mosaic")
     def mosaic(
@@ -126,6 +130,9 @@ def register(app: typer.Typer) -> None:
         split: Split = SplitOption,
         seed: int = SeedOption,
         jobs: Optional[int] = JobsOption,
+        backend: Optional[str] = BackendOption,
+        scheduler: Optional[str] = SchedulerOption,
+        storage: Optional[str] = StorageOption,
         name: str = typer.Option("mosaic", "--name", help="Name of the new version."),
         include_source: bool = IncludeOption,
         quiet: bool = QuietOption,
@@ -139,7 +146,7 @@ def register(app: typer.Typer) -> None:
         flags = {**_COMMON_FLAGS, "grid": "--grid", "n": "--n", "beta": "--beta"}
         spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
                                 include_source=include_source, step=step, flags=flags)
-        _run(home, spec, jobs, quiet)
+        _run(home, spec, jobs, quiet, backend_choice(backend, scheduler, storage))
 
     @app.command("flip")
     def flip(
@@ -147,6 +154,9 @@ def register(app: typer.Typer) -> None:
         split: Split = SplitOption,
         seed: int = SeedOption,
         jobs: Optional[int] = JobsOption,
+        backend: Optional[str] = BackendOption,
+        scheduler: Optional[str] = SchedulerOption,
+        storage: Optional[str] = StorageOption,
         name: str = typer.Option("flip", "--name", help="Name of the new version."),
         include_source: bool = IncludeOption,
         quiet: bool = QuietOption,
@@ -159,13 +169,16 @@ def register(app: typer.Typer) -> None:
         step = {"op": "flip"}
         spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
                                 include_source=include_source, step=step, flags=dict(_COMMON_FLAGS))
-        _run(home, spec, jobs, quiet)
+        _run(home, spec, jobs, quiet, backend_choice(backend, scheduler, storage))
 
     @app.command("run")
     def run(
         file: Path = typer.Argument(..., help="Pipeline YAML, e.g. pipelines/rotate.yaml.",
                                     show_default=False),
         jobs: Optional[int] = JobsOption,
+        backend: Optional[str] = BackendOption,
+        scheduler: Optional[str] = SchedulerOption,
+        storage: Optional[str] = StorageOption,
         seed: Optional[int] = typer.Option(None, "--seed", help="Override the file's seed."),
         check: bool = typer.Option(False, "--check", help="Only validate the file and plan it; write nothing."),
         quiet: bool = QuietOption,
@@ -183,14 +196,23 @@ def register(app: typer.Typer) -> None:
         if check:
             _check(home, spec, file)
             return
-        _run(home, spec, jobs, quiet)
+        _run(home, spec, jobs, quiet, backend_choice(backend, scheduler, storage))
 
     @app.command("schema")
-    def schema() -> None:
-        """Print the JSON schema of pipeline files (for editors and validation)."""
-        from xaug.pipeline import pipeline_schema
+    def schema(
+        kind: str = typer.Argument("pipeline", help=f"Which spec: {', '.join(SCHEMAS)}."),
+    ) -> None:
+        """Print the JSON schema of pipeline files, or of ablation specs (`xaug schema ablate`)."""
+        if kind not in SCHEMAS:
+            raise BadInput(f"unknown spec kind {kind!r}; known: {', '.join(SCHEMAS)}", where="xaug schema")
+        module, func = SCHEMAS[kind].split(":")
+        import importlib
 
-        print_json(pipeline_schema())
+        print_json(getattr(importlib.import_module(module), func)())
+
+
+# Spec kinds `xaug schema KIND` prints: the function that returns each JSON schema.
+SCHEMAS = {"pipeline": "xaug.pipeline:pipeline_schema", "ablate": "trainer.ablate:ablation_schema"}
 
 
 def _check(home: Optional[Path], spec, file: Path) -> None:

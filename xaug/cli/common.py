@@ -22,6 +22,19 @@ HomeOption = typer.Option(None, "--home", help="Store folder (default: $XAUG_HOM
                           show_default=False)
 JobsOption = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: all cores).")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+BackendOption = typer.Option(None, "--backend", help="Where building runs: local (joblib, default) or dask "
+                             "(a dask.distributed cluster; $XAUG_BACKEND).", show_default=False)
+SchedulerOption = typer.Option(None, "--scheduler", help="dask scheduler address, e.g. tcp://host:8786 "
+                               "($XAUG_SCHEDULER; default: a local cluster of --jobs workers).", show_default=False)
+StorageOption = typer.Option(None, "--storage", help="dask: shared (workers write into the store), bytes "
+                             "(workers return files to this process) or auto ($XAUG_STORAGE).", show_default=False)
+
+
+def backend_choice(backend: Optional[str], scheduler: Optional[str], storage: Optional[str]):
+    """The build backend the flags (or XAUG_BACKEND / XAUG_SCHEDULER / XAUG_STORAGE) ask for."""
+    from xaug.store.backends import choice_from
+
+    return choice_from(backend, scheduler, storage)
 
 
 def home_path(home: Optional[Path]) -> Path:

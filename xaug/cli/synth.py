@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, QuietOption, JobsOption, console, open_store, out
+from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, StorageOption,
+                             backend_choice, console, open_store, out)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +27,9 @@ def synth_cmd(
                                     "pair of neighbouring labels swapped (both hands), as on a few real IDs; "
                                     "recorded in item meta as edge case label_swap."),
     jobs: Optional[int] = JobsOption,
+    backend: Optional[str] = BackendOption,
+    scheduler: Optional[str] = SchedulerOption,
+    storage: Optional[str] = StorageOption,
     quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
@@ -33,9 +37,10 @@ def synth_cmd(
     from xaug.synth.generate import synth_spec, synthesize
 
     synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps)  # fail before any work
+    choice = backend_choice(backend, scheduler, storage)
     store = open_store(home)
     ds = synthesize(store, name, persons=persons, seed=seed, size=size, rotated_train=rotated_train,
-                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet,
+                    rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet, backend=choice,
                     label_swaps=label_swaps)
     if ds.base != name:
         console.print(f"note: this spec was already synthesized as {ds.name}; reusing it (no version "

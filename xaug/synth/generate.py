@@ -99,79 +99,38 @@ def item_files(plan: ItemPlan, size: int) -> tuple[bytes, bytes]:
     return encode_png(image), annotation_bytes(doc)
 
 
-def _stage(staging, plan: ItemPlan, size: int, single_thread: bool) -> dict:
-    from xaug.store import stage_item
+def make_item(plan: ItemPlan, size: int):
+    """The engine's `make_item`: one planned synthetic item, rendered and encoded (pure)."""
+    from xaug.store.execute import MadeItem
 
-    if single_thread:  # one OpenCV thread per worker process: the workers are the parallelism
-        import cv2
-
-        cv2.setNumThreads(1)
     png, label = item_files(plan, size)
-    return stage_item(staging, plan.relpath, png, label, person=plan.person.meta.person,
-                      split=plan.split, side=plan.side, meta=plan.meta(),
-                      provenance={"op": "synth", "seed": list(plan.seed)})
+    return MadeItem(plan.relpath, png, label, person=plan.person.meta.person, split=plan.split,
+                    side=plan.side, meta=plan.meta(), provenance={"op": "synth", "seed": list(plan.seed)})
 
 
 def synthesize(store, name: str = "raw", persons: int = 10, seed: int = 0, size: int = 2048,
                rotated_train: float = 0.12, rotated_test: float = 0.6, test_persons: int | None = None,
-               jobs: int | None = None, progress: bool = True, label_swaps: int = 0):
+               jobs: int | None = None, progress: bool = True, label_swaps: int = 0, backend=None):
     """Generate both hands of each person (train + test) and register them as dataset `name`.
 
     The same spec returns the existing version without rendering anything (the plan key is the
-    hash of the spec); a killed run resumes, skipping the items already staged.
+    hash of the spec); a killed run resumes, skipping the items already staged. The store's build
+    engine does the work (`xaug.store.execute`), on `backend` (local by default, or dask).
     """
+    from functools import partial
+
+    from xaug.store import check_name
+    from xaug.store.execute import BuildRequest, build
+
     spec = synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps)
+    check_name(name)
     key = plan_key(spec)
     existing = store.find_plan(key)
     if existing is not None:
         return existing
     plans, sheet = plan_dataset(spec["persons"], spec["test_persons"], seed, rotated_train, rotated_test,
                                 label_swaps)
-    with store.build(name=name, kind="synth", plan_key=key, source=None, spec=spec, seed=seed) as b:
-        todo = [p for p in plans if not b.has_item(p.relpath)]
-        n_jobs = _jobs(jobs, len(todo))
-        bar = _progress(progress, len(plans), len(plans) - len(todo))
-        if n_jobs == 1:
-            for p in todo:
-                b.adopt(_stage(b.staging, p, size, False))
-                bar.advance()
-        else:
-            from joblib import Parallel, delayed
-
-            run = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
-            for record in run(delayed(_stage)(b.staging, p, size, True) for p in todo):
-                b.adopt(record)
-                bar.advance()
-        bar.close()
-        b.set_persons(sheet)
-        return b.commit()
-
-
-def _jobs(jobs: int | None, n: int) -> int:
-    import os
-
-    if jobs is None or jobs <= 0:
-        jobs = os.cpu_count() or 1
-    return max(1, min(jobs, n))
-
-
-class _progress:
-    """A rich progress bar on stderr (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.p = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.p = Progress(console=Console(stderr=True), transient=False)
-            self.p.start()
-            self.task = self.p.add_task("synthesizing", total=total, completed=done)
-
-    def advance(self) -> None:
-        if self.p is not None:
-            self.p.advance(self.task)
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()
+    result = build(store, BuildRequest(name, "synth", key, None, spec, seed), plans,
+                   partial(make_item, size=size), persons=sheet, jobs=jobs, progress=progress,
+                   label="synthesizing", backend=backend)
+    return result.dataset

@@ -1,0 +1,209 @@
+"""Where the build engine's chunks run: `local` (joblib/loky on this machine) or `dask` (a
+`distributed` cluster). Registered by name; `get_backend()` reads `XAUG_BACKEND`,
+`XAUG_SCHEDULER` and `XAUG_STORAGE` when the command gives none.
+
+Both run the same pure `worker_chunk` on the same chunks, so the bytes, and the version id, do
+not depend on where the work ran.
+
+dask storage modes:
+- `shared`: workers see the store's folder (a shared filesystem) and stage their items there;
+  only the small records come back to the driver.
+- `bytes`: workers return the encoded files; the driver stages them, so workers never write into
+  the store (they still read a pipeline's source images by path: a read-only mount of the store
+  is enough; `synth` reads nothing). See docs/scale.md.
+- `auto` (default): the driver writes a probe file into the staging folder and asks every worker
+  whether it sees it: all do -> `shared`, else `bytes`.
+
+>>> get_backend("local").name
+'local'
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from xaug.errors import BadInput, XaugError
+
+STORAGE_MODES = ("auto", "shared", "bytes")
+_BACKENDS: dict[str, type] = {}
+
+
+def register_backend(name: str):
+    def deco(cls):
+        cls.name = name
+        _BACKENDS[name] = cls
+        return cls
+    return deco
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What the command line (or environment) asked for."""
+
+    name: str = "local"
+    scheduler: str | None = None
+    storage: str = "auto"
+
+
+def choice_from(backend: str | None = None, scheduler: str | None = None, storage: str | None = None) -> BackendChoice:
+    """Flags first, then XAUG_BACKEND / XAUG_SCHEDULER / XAUG_STORAGE, then local."""
+    name = backend or os.environ.get("XAUG_BACKEND") or "local"
+    scheduler = scheduler or os.environ.get("XAUG_SCHEDULER") or None
+    storage = storage or os.environ.get("XAUG_STORAGE") or "auto"
+    if name not in _BACKENDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, backend_names(), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise BadInput(f"unknown backend {name!r}{hint}; one of: {', '.join(backend_names())}", where="--backend")
+    if storage not in STORAGE_MODES:
+        raise BadInput(f"unknown storage mode {storage!r}; one of: {', '.join(STORAGE_MODES)}", where="--storage")
+    if scheduler and name != "dask":
+        raise BadInput("--scheduler is for --backend dask", where="--scheduler")
+    if name == "dask":
+        _need_distributed()  # say so before any work starts
+    return BackendChoice(name, scheduler, storage)
+
+
+def _need_distributed() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise BadInput("the dask backend needs dask.distributed, which is not installed: "
+                       "pip install 'xaug[dask]' (or pip install 'dask[distributed]')",
+                       where="--backend dask") from None
+
+
+def get_backend(backend: Any = None):
+    """A backend object from None (environment / local), a name, a BackendChoice or a backend."""
+    if hasattr(backend, "run"):
+        return backend
+    if isinstance(backend, BackendChoice):
+        choice = backend
+    else:
+        choice = choice_from(backend)
+    return _BACKENDS[choice.name](choice)
+
+
+@register_backend("local")
+class LocalBackend:
+    """joblib with loky worker processes on this machine (in this process for one worker)."""
+
+    name = "local"
+
+    def __init__(self, choice: BackendChoice | None = None):
+        self.choice = choice or BackendChoice()
+
+    def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
+            advance: Callable[[int], None]) -> None:
+        from xaug.store.execute import chunk_size, chunks, resolve_jobs, run_chunk, worker_chunk
+
+        workers = resolve_jobs(jobs, len(tasks))
+        size = chunk_size(len(tasks), workers)
+        if workers == 1 or len(tasks) <= size:  # in this process, one stream
+            run_chunk(staging, make_item, tasks, on_done=advance)
+            return
+        from joblib import Parallel, delayed
+
+        pid = os.getpid()
+        # pre_dispatch bounds how many chunks (and their decoded images) are in flight.
+        parallel = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs",
+                            batch_size=1)
+        for out in parallel(delayed(worker_chunk)(str(staging), make_item, c, pid)
+                            for c in chunks(tasks, size)):
+            advance(len(out))
+
+
+@register_backend("dask")
+class DaskBackend:
+    """Chunks as tasks of a dask.distributed cluster (`--scheduler tcp://host:8786`), or of a
+    LocalCluster with `--jobs` worker processes started for the command when no address is given."""
+
+    name = "dask"
+    retries = 2  # a chunk whose worker died is retried elsewhere (dask also reschedules it)
+
+    def __init__(self, choice: BackendChoice | None = None):
+        self.choice = choice or BackendChoice("dask")
+        _need_distributed()
+
+    def _client(self, jobs: int | None):
+        from distributed import Client, LocalCluster
+
+        from xaug.store.execute import resolve_jobs
+
+        if self.choice.scheduler:
+            try:
+                return Client(self.choice.scheduler, timeout="20s"), None
+            except OSError as exc:
+                raise BadInput(f"cannot reach the dask scheduler ({exc}); start one with "
+                               "`dask scheduler` or give another --scheduler", where=self.choice.scheduler) from None
+        cluster = LocalCluster(n_workers=resolve_jobs(jobs), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        return Client(cluster), cluster
+
+    @staticmethod
+    def workers_see(client, staging: Path) -> bool:
+        """Do all workers see the staging folder (a probe file written here)?"""
+        probe = staging / f".xaug-probe-{uuid.uuid4().hex}"
+        probe.write_text(probe.name)
+        try:
+            seen = client.run(_sees, str(probe), probe.name)
+        finally:
+            probe.unlink(missing_ok=True)
+        return bool(seen) and all(seen.values())
+
+    def storage_for(self, client, staging: Path) -> str:
+        if self.choice.storage != "auto":
+            return self.choice.storage
+        return "shared" if self.workers_see(client, staging) else "bytes"
+
+    def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
+            advance: Callable[[int], None]) -> None:
+        from distributed import as_completed
+
+        from xaug.store.execute import chunk_size, chunks, stage_made, worker_chunk
+
+        client, cluster = self._client(jobs)
+        try:
+            n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (jobs or 1))
+            mode = self.storage_for(client, staging)
+            target = str(staging) if mode == "shared" else None
+            size = chunk_size(len(tasks), n_workers)
+            futures = [client.submit(worker_chunk, target, make_item, c, None, pure=False, retries=self.retries)
+                       for c in chunks(tasks, size)]
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaug-write") as writer:
+                for fut in as_completed(futures):
+                    try:
+                        out = fut.result()
+                    except Exception as exc:
+                        if _is_worker_death(exc):
+                            raise XaugError("a dask worker died while building, even after retries; the "
+                                            "finished items are staged: run the same command again to "
+                                            f"resume ({exc.__class__.__name__})") from None
+                        raise
+                    if target is None:  # bytes mode: stage here, in order of arrival
+                        list(writer.map(lambda m: stage_made(staging, m), out))
+                    advance(len(out))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _sees(path: str, content: str) -> bool:
+    try:
+        return Path(path).read_text() == content
+    except OSError:
+        return False
+
+
+def _is_worker_death(exc: BaseException) -> bool:
+    return exc.__class__.__name__ in ("KilledWorker", "CommClosedError")
