@@ -45,12 +45,19 @@ class MosaicSpec(BaseModel):
     op: Literal["mosaic"] = "mosaic"
     grid: tuple[int, int] = Field((2, 2), description="rows x cols, e.g. '2x2' or [2, 3]")
     n: int = Field(800, ge=1, le=MAX_MOSAICS, description="number of mosaics to make")
-    beta: float = Field(0.3, ge=0.01, le=100, allow_inf_nan=False,
+    beta: float = Field(0.3, gt=0, le=100, allow_inf_nan=False,
                         description="Beta(beta, beta) for the cell boundaries (RICAP uses 0.3), 0.01..100")
     resize: bool = Field(False, description="resize each whole source into its cell instead of cropping")
     size: tuple[int, int] | None = Field(None, description="output (height, width); default: the most common source size")
     min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
                             description="drop polygon parts smaller than this (px^2)")
+
+    @field_validator("beta")
+    @classmethod
+    def _beta_not_tiny(cls, v: float) -> float:
+        if v < 0.01:  # Beta(b, b) for tiny b puts every boundary at an edge: empty cells only
+            raise ValueError(f"beta {v} is below 0.01; use 0.01..100 (RICAP uses 0.3)")
+        return v
 
     @field_validator("grid", mode="before")
     @classmethod
@@ -73,7 +80,8 @@ class MosaicSpec(BaseModel):
     @classmethod
     def _size_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
         if v is not None and not (1 <= v[0] <= MAX_SIDE and 1 <= v[1] <= MAX_SIDE):
-            raise ValueError(f"size (height, width) must be 1..{MAX_SIDE} pixels each, got {v[0]}x{v[1]}")
+            raise ValueError(f"size must be positive and at most {MAX_SIDE} pixels each (height, width), "
+                             f"got {v[0]}x{v[1]}")
         return v
 
 
