@@ -880,6 +880,7 @@ class Builder:
         self.created = False
         self.dataset: Dataset | None = None
         self.folds, self.split_seed = 5, 0  # used when there is no source to inherit a split from
+        self.split: dict[str, Any] | None = None  # without a source: a split to record as given (import)
 
     def has_item(self, image_relpath: str) -> bool:
         return _record_path(self.staging, image_relpath).is_file()
@@ -925,6 +926,8 @@ class Builder:
             files.append({"path": META_SHEET, "sha256": sha256_file(sheet), "size": sheet.stat().st_size})
         if self.source is not None:
             split = self.source.split_info
+        elif self.split is not None:  # carried over by an import: items keep the folds they were staged with
+            split = self.split
         else:  # a source dataset (e.g. synthetic): record its own person-grouped k-fold split
             train_persons = [it["person"] for it in items.values() if it["split"] == "train"]
             split = person_folds_for(train_persons, self._persons or {}, self.folds, self.split_seed)
