@@ -84,9 +84,11 @@ _COMMON_FLAGS = {"name": "--name", "source": "--from", "split": "--split", "seed
 
 
 def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool, backend=None) -> None:
-    from xaug.pipeline import run_pipeline
+    from xaug.pipeline import check_output_space, run_pipeline
 
-    result = run_pipeline(open_store(home), spec, jobs=jobs, progress=not quiet, backend=backend)
+    store = open_store(home)
+    check_output_space(store, spec)  # before planning: refuse what the disk or memory cannot hold
+    result = run_pipeline(store, spec, jobs=jobs, progress=not quiet, backend=backend)
     out.print(result.summary(), markup=False)
 
 

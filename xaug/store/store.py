@@ -474,6 +474,19 @@ class Store:
     def _dataset(self, base: str, n: int, id: str, check_id: bool = True) -> Dataset:
         return Dataset(self, id, f"{base}_v{n}", self._load_manifest(id, check_id))
 
+    def ensure_space(self, nbytes: int, what: str, hint: str) -> None:
+        """Refuse work whose output (an estimate, `nbytes`) would not fit on the store's disk, before
+        any of it starts: a build that fills the disk half-way helps no one."""
+        self._check_home()
+        probe = self.home.absolute()
+        while not probe.exists():
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        need = int(nbytes * 1.1) + (64 << 20)  # 10% and 64 MB for labels, manifests, temporaries
+        if need > free:
+            raise BadInput(f"{what} needs about {human_bytes(need)} but only {human_bytes(free)} is free "
+                           f"on the store's disk; {hint}", where=str(self.home))
+
     # -- reading
     def datasets(self, problems: list[str] | None = None) -> list[Dataset]:
         """Every healthy version; a damaged one is left out (and described in `problems`)."""
@@ -844,6 +857,14 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return ds, n
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
 
 
 def person_folds_for(persons: list[str], meta: dict[str, PersonMeta], k: int, seed: int) -> dict[str, Any]:
