@@ -56,7 +56,10 @@ class BackendChoice:
 def choice_from(backend: str | None = None, scheduler: str | None = None, storage: str | None = None) -> BackendChoice:
     """Flags first, then XAUG_BACKEND / XAUG_SCHEDULER / XAUG_STORAGE, then local."""
     name = backend or os.environ.get("XAUG_BACKEND") or "local"
-    scheduler = scheduler or os.environ.get("XAUG_SCHEDULER") or None
+    if scheduler and name != "dask":
+        raise BadInput("--scheduler is for --backend dask", where="--scheduler")
+    if name == "dask":
+        scheduler = scheduler or os.environ.get("XAUG_SCHEDULER") or None
     storage = storage or os.environ.get("XAUG_STORAGE") or "auto"
     if name not in _BACKENDS:
         import difflib
@@ -66,8 +69,6 @@ def choice_from(backend: str | None = None, scheduler: str | None = None, storag
         raise BadInput(f"unknown backend {name!r}{hint}; one of: {', '.join(backend_names())}", where="--backend")
     if storage not in STORAGE_MODES:
         raise BadInput(f"unknown storage mode {storage!r}; one of: {', '.join(STORAGE_MODES)}", where="--storage")
-    if scheduler and name != "dask":
-        raise BadInput("--scheduler is for --backend dask", where="--scheduler")
     if name == "dask":
         _need_distributed()  # say so before any work starts
     return BackendChoice(name, scheduler, storage)
