@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from shapely.geometry import Polygon
 
 from xaug import geometry as G
+from xaug import imaging as I
+from xaug import anatomy as A
 from xaug.model import Annotation
 from xaug.raster import class_masks, dice, polygon_mask
 
@@ -298,13 +300,13 @@ def test_warp_image_kernel_checks(shape):
     img = rng.integers(0, 256, shape, dtype=np.uint8)
     before = img.copy()
     m = G.rotation_matrix(17, (20, 20))
-    out = G.warp_image(img, m)
+    out = I.warp_image(img, m)
     assert np.array_equal(img, before)  # not modified
     assert out.dtype == img.dtype and out.shape == img.shape
     assert out is not img
-    same = G.warp_image(img, G.identity_matrix())
+    same = I.warp_image(img, G.identity_matrix())
     assert np.array_equal(same, img) and same is not img
-    assert G.warp_image(img, m, out_size=(10, 12)).shape == (10, 12) + shape[2:]
+    assert I.warp_image(img, m, out_size=(10, 12)).shape == (10, 12) + shape[2:]
 
 
 @pytest.mark.parametrize("fill", ["background", 9, (1, 2, 3)])
@@ -313,22 +315,22 @@ def test_grey_bgr_shortcut_is_bit_identical(fill):
     grey = rng.integers(0, 256, (48, 40), dtype=np.uint8)
     img = np.repeat(grey[:, :, None], 3, 2)
     m = G.rotation_matrix(21, (20, 22))
-    border = G._border_value(img, fill)
+    border = I._border_value(img, fill)
     expect = cv2.warpAffine(img, m, (40, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=border)
-    assert G._is_grey_bgr(img) and not G._is_grey_bgr(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    assert np.array_equal(G.warp_image(img, m, fill=fill), expect)
+    assert I._is_grey_bgr(img) and not I._is_grey_bgr(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    assert np.array_equal(I.warp_image(img, m, fill=fill), expect)
 
 
 def test_warp_fills_with_background_or_value():
     img = np.full((64, 64, 3), 30, np.uint8)
     img[:4] = 250  # the bright top band must not leak into the fill
     img[20:40, 20:40] = 200
-    out = G.warp_image(img, G.translation_matrix(30, 0))
+    out = I.warp_image(img, G.translation_matrix(30, 0))
     assert (out[32, :25] == 30).all()
-    out = G.warp_image(img, G.translation_matrix(30, 0), fill=7)
+    out = I.warp_image(img, G.translation_matrix(30, 0), fill=7)
     assert (out[32, :25] == 7).all()
-    assert G.background_value(img) == (30.0, 30.0, 30.0)
+    assert I.background_value(img) == (30.0, 30.0, 30.0)
 
 
 def _grainy_background(shape=(256, 256), level=40.0, sigma=4.0, seed=0):
@@ -345,28 +347,28 @@ def test_texture_fill_changes_only_the_uncovered_pixels_and_matches_the_grain(ch
     grey = _grainy_background()
     img = grey if channels == 1 else np.repeat(grey[:, :, None], 3, 2)
     m = G.rotation_matrix(30, (127.5, 127.5))
-    flat = G.warp_image(img, m, fill="background")
-    tex = G.warp_image(img, m, fill="texture", seed=5)
-    uncovered = G.uncovered_mask(m, (256, 256), (256, 256)).astype(bool)
+    flat = I.warp_image(img, m, fill="background")
+    tex = I.warp_image(img, m, fill="texture", seed=5)
+    uncovered = I.uncovered_mask(m, (256, 256), (256, 256)).astype(bool)
     assert 0.1 < uncovered.mean() < 0.4  # the four corners
     assert np.array_equal(tex[~uncovered], flat[~uncovered])  # the image itself is untouched
-    med = G.background_value(img)[0]
+    med = I.background_value(img)[0]
     vals = (tex if channels == 1 else tex[..., 0])[uncovered].astype(float)
     assert abs(np.median(vals) - med) <= 1.0
-    grain = G.background_grain(img)
+    grain = I.background_grain(img)
     assert 3.2 < grain < 4.8  # the gradient is not counted as grain
     assert 0.8 * grain < vals.std() < 1.25 * grain
-    assert np.array_equal(G.warp_image(img, m, fill="texture", seed=5), tex)  # deterministic
-    assert not np.array_equal(G.warp_image(img, m, fill="texture", seed=6), tex)
+    assert np.array_equal(I.warp_image(img, m, fill="texture", seed=5), tex)  # deterministic
+    assert not np.array_equal(I.warp_image(img, m, fill="texture", seed=6), tex)
     if channels == 3:
         assert (tex[..., 0] == tex[..., 2]).all()  # grey stays grey
 
 
 def test_uncovered_mask_of_simple_moves():
-    assert not G.uncovered_mask(G.identity_matrix(), (20, 30), (20, 30)).any()
-    mask = G.uncovered_mask(G.translation_matrix(5, 0), (20, 30), (20, 30))
+    assert not I.uncovered_mask(G.identity_matrix(), (20, 30), (20, 30)).any()
+    mask = I.uncovered_mask(G.translation_matrix(5, 0), (20, 30), (20, 30))
     assert mask[:, :5].all() and not mask[:, 5:].any()
-    assert G.uncovered_mask(G.identity_matrix(), (10, 10), (20, 30))[15:, 25:].all()
+    assert I.uncovered_mask(G.identity_matrix(), (10, 10), (20, 30))[15:, 25:].all()
 
 
 def test_texture_fill_in_the_wrist_pivot():
@@ -376,15 +378,15 @@ def test_texture_fill_in_the_wrist_pivot():
     img = render(anns, 256, channels=3)
     noise = np.random.default_rng(1).normal(0, 3, img.shape[:2])
     img = np.clip(img + noise[:, :, None], 0, 255).astype(np.uint8)
-    frame = G.wrist_frame(anns, (256, 256))
-    flat, m = G.wrist_warp(img, anns, 35.0, frame, frame.half_width, "background")
-    tex, m2 = G.wrist_warp(img, anns, 35.0, frame, frame.half_width, "texture", seed=2)
+    frame = A.wrist_frame(anns, (256, 256))
+    flat, m = A.wrist_warp(img, anns, 35.0, frame, frame.half_width, "background")
+    tex, m2 = A.wrist_warp(img, anns, 35.0, frame, frame.half_width, "texture", seed=2)
     assert np.array_equal(m, m2)
     differ = (flat != tex).any(axis=2)
     assert differ.any()
     # only where the turned hand-side image leaves the canvas uncovered (or the band was painted)
-    uncovered = G.uncovered_mask(m, (256, 256), (256, 256)).astype(bool)
-    band = G.top_band_rows(img)
+    uncovered = I.uncovered_mask(m, (256, 256), (256, 256)).astype(bool)
+    band = I.top_band_rows(img)
     outside = differ & ~uncovered
     outside[:band + 2] = False
     assert outside.mean() < 0.01
@@ -394,18 +396,18 @@ def test_warp_moves_pixels_like_the_polygons():
     img = np.zeros((64, 64), np.uint8)
     img[10:20, 30:40] = 255
     m = G.translation_matrix(7, 3)
-    out = G.warp_image(img, m, fill=0)
+    out = I.warp_image(img, m, fill=0)
     assert np.array_equal(out[13:23, 37:47], img[10:20, 30:40])
 
 
 def test_hflip_image_kernel_checks():
     img = np.random.default_rng(1).integers(0, 256, (9, 11, 3), dtype=np.uint8)
     before = img.copy()
-    out = G.hflip_image(img)
+    out = I.hflip_image(img)
     assert np.array_equal(img, before) and out.shape == img.shape and out.dtype == img.dtype
     assert np.array_equal(out[:, ::-1], img)
     gray = img[..., 0]
-    assert G.hflip_image(gray).shape == gray.shape
+    assert I.hflip_image(gray).shape == gray.shape
 
 
 @pytest.mark.parametrize("normal", [(0.0, -1.0), (0.2, -1.0), (-1.0, 0.3), (1.0, 1.0), (0.0, 1.0)])
@@ -415,7 +417,7 @@ def test_blend_band(normal):
     moved = np.full((h, w, 3), 210, np.uint8)
     b0, m0 = base.copy(), moved.copy()
     point, hw = (40.0, 30.0), 6.0
-    out = G.blend_band(base, moved, point, normal, hw)
+    out = I.blend_band(base, moved, point, normal, hw)
     assert np.array_equal(base, b0) and np.array_equal(moved, m0)
     n = np.asarray(normal) / np.linalg.norm(normal)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -425,7 +427,7 @@ def test_blend_band(normal):
     expect = np.rint(10 + 200 * np.clip(s / (2 * hw) + 0.5, 0, 1))
     assert np.abs(out[..., 0].astype(float) - expect).max() <= 1
     # in place on `moved`
-    again = G.blend_band(base, m0, point, normal, hw, out=m0)
+    again = I.blend_band(base, m0, point, normal, hw, out=m0)
     assert again is m0 and np.array_equal(again, out)
 
 
@@ -436,7 +438,7 @@ def test_wrist_frame_on_an_upright_hand():
     from hands import BOXES, hand_annotations
 
     size = 256
-    frame = G.wrist_frame(hand_annotations(size), (size, size))
+    frame = A.wrist_frame(hand_annotations(size), (size, size))
     assert frame.estimated
     ax, ay = frame.axis
     assert ay < -0.95  # the fingers point up
@@ -449,7 +451,7 @@ def test_wrist_frame_on_an_upright_hand():
 
 
 def test_wrist_frame_falls_back_without_forearm():
-    fr = G.wrist_frame([Annotation("Lunate", np.array([[1, 1], [5, 1], [5, 5]]))], (100, 200))
+    fr = A.wrist_frame([Annotation("Lunate", np.array([[1, 1], [5, 1], [5, 5]]))], (100, 200))
     assert not fr.estimated and fr.axis == (0.0, -1.0)
 
 
@@ -463,7 +465,7 @@ def test_docs_example_runs(capsys):
     assert "hand_rot0_R" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["xaug.geometry", "xaug.ops", "xaug.ops.rotate", "xaug.ops.mosaic",
+@pytest.mark.parametrize("module", ["xaug.geometry", "xaug.imaging", "xaug.ops", "xaug.ops.rotate", "xaug.ops.mosaic",
                                     "xaug.ops.flip"])
 def test_docstring_examples(module):
     import doctest

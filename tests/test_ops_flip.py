@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from hands import make_hand
 from test_ops_base import rng_for_seed, sources_of
-from xaug import geometry as G
+from xaug import imaging as I
 from xaug.ops import FlipSpec, ItemPlan, SourceInfo, get_op
 from xaug.raster import class_masks, dice
 
@@ -53,4 +53,4 @@ def test_gray_images_keep_their_shape():
     plan = ItemPlan("x_flip", "ID1", None, "train", ["x.png"], {})
     out, anns, _ = OP.apply(plan, lambda rel: (img, []))
     assert out.shape == (4, 5) and anns == [] and out[0, 0] == 4
-    assert np.array_equal(G.hflip_image(out), img)
+    assert np.array_equal(I.hflip_image(out), img)

@@ -15,6 +15,7 @@ from shapely.geometry import Polygon
 from hands import make_hand
 from test_ops_base import rng_for_seed, sources_of
 from xaug import geometry as G
+from xaug import imaging as I
 from xaug.errors import XaugError
 from xaug.ops import MosaicSpec, SourceInfo, get_op
 from xaug.ops.mosaic import cell_edges
@@ -31,7 +32,7 @@ def hand_loader(size=96, n=12):
         img, anns = make_hand(size)
         shift = G.translation_matrix(int(rng.integers(-8, 9)), int(rng.integers(-8, 9)))
         anns = G.transform_annotations(anns, shift, (size, size))
-        img = np.clip(G.warp_image(img, shift).astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255)
+        img = np.clip(I.warp_image(img, shift).astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255)
         data[s.relpath] = (img.astype(np.uint8), anns)
     return srcs, data
 
@@ -153,7 +154,7 @@ def test_patches_are_exact_copies_and_areas_add_up(grid, seed):
         expected_area = 0.0
         for pt in prov["patches"]:
             img, src_anns = data[pt["source"]]
-            assert np.array_equal(G.crop(out, pt["dst_rect"]), G.crop(img, pt["src_rect"]))
+            assert np.array_equal(I.crop(out, pt["dst_rect"]), I.crop(img, pt["src_rect"]))
             box = G.rect_box(pt["src_rect"])
             for a in src_anns:
                 expected_area += shapely.make_valid(Polygon(a.points)).intersection(box).area
@@ -225,7 +226,7 @@ def test_mosaic_area_is_the_sum_of_the_clipped_pieces(seed, rows, cols, beta):
             piece = shapely.make_valid(Polygon(a.points)).intersection(box)
             pieces += piece.area
             outline += piece.length
-        assert np.array_equal(G.crop(out, pt["dst_rect"]), G.crop(data[pt["source"]][0], pt["src_rect"]))
+        assert np.array_equal(I.crop(out, pt["dst_rect"]), I.crop(data[pt["source"]][0], pt["src_rect"]))
     assert abs(G.annotation_area(anns) - pieces) <= 0.75 * outline + 1
 
 

@@ -12,6 +12,8 @@ from scipy import stats
 from hands import make_hand
 from test_ops_base import rng_for_seed, sources_of
 from xaug import geometry as G
+from xaug import imaging as I
+from xaug import anatomy as A
 from xaug.classes import CLASS_INDEX, FOREARM
 from xaug.ops import ItemPlan, RotateSpec, get_op
 from xaug.raster import class_masks, dice
@@ -132,7 +134,7 @@ def test_image_pivot_matches_kernels_and_records_the_matrix():
     m = np.asarray(prov["matrix"])
     np.testing.assert_allclose(m, cv2.getRotationMatrix2D((127.5, 127.5), 23.0, 1.0))
     assert prov["source"] == "train/DCM/ID000/img0_R.png" and prov["angle"] == 23.0 and prov["pivot"] == "image"
-    assert np.array_equal(out, G.warp_image(img, m))
+    assert np.array_equal(out, I.warp_image(img, m))
     assert out.shape == img.shape and out.dtype == img.dtype
     assert np.array_equal(src, img)
     assert [a.label for a in out_anns] == [a.label for a in anns]  # nothing left the canvas
@@ -207,14 +209,14 @@ def test_wrist_pivot_turns_the_hand_and_keeps_the_forearm():
     hw = wrist["half_width"]
     yy, xx = np.mgrid[0:size, 0:size]
     s = (xx - px) * nx + (yy - py) * ny
-    rotated = G.warp_image(img, m)
+    rotated = I.warp_image(img, m)
     assert np.array_equal(out[s <= -hw - 1], img[s <= -hw - 1])
     # the turned fingers are the rotated image's pixels
     fingers = class_masks([a for a in out_anns if a.label.startswith("finger")], (size, size)).max(0) > 0
     fingers &= s >= hw + 1
     assert fingers.sum() > 1000 and np.array_equal(out[fingers], rotated[fingers])
     # the detector band along the top stays put (it does not turn with the hand)
-    band = G.top_band_rows(img)
+    band = I.top_band_rows(img)
     assert band >= 4 and np.array_equal(out[:band], img[:band])
     assert np.array_equal(src, img)
 
@@ -240,10 +242,10 @@ def test_wrist_pivot_leaves_no_forearm_ghost():
 
 def test_top_band_rows():
     img = np.full((100, 50), 20, np.uint8)
-    assert G.top_band_rows(img) == 0
+    assert I.top_band_rows(img) == 0
     img[:5] = 220
     img[5:7] = 40
-    assert G.top_band_rows(img) == 7
+    assert I.top_band_rows(img) == 7
 
 
 def test_wrist_pivot_band_width_and_fidelity():
@@ -277,7 +279,7 @@ def test_wrist_rotation_on_synthetic_hands(tiny_dataset):
         img = read_image(sample.image_path)
         anns = sample.annotations
         h, w = img.shape[:2]
-        frame = G.wrist_frame(anns, (h, w))
+        frame = A.wrist_frame(anns, (h, w))
         assert frame.estimated and frame.axis[1] < -0.8  # the forearm enters from the bottom
         radius_top = min(a.points[:, 1].min() for a in anns if a.label in FOREARM)
         assert radius_top - 0.1 * h < frame.pivot[1] < radius_top + 0.1 * h
@@ -300,8 +302,8 @@ def test_wrist_pivot_works_for_any_forearm_direction(turn):
     size = 256
     img, anns = make_hand(size)
     m0 = G.rotation_matrix(turn, (127.5, 127.5))
-    img, anns = G.warp_image(img, m0), G.transform_annotations(anns, m0, (size, size))
-    frame = G.wrist_frame(anns, (size, size))
+    img, anns = I.warp_image(img, m0), G.transform_annotations(anns, m0, (size, size))
+    frame = A.wrist_frame(anns, (size, size))
     expect_axis = G.apply_points([[0.0, -1.0]], np.c_[m0[:, :2], [0, 0]])[0]
     assert np.dot(frame.axis, expect_axis) > 0.95
     out, out_anns, prov = OP.apply(plan_for(30.0, "wrist"), lambda rel: (img, anns))

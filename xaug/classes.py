@@ -59,5 +59,7 @@ CARPALS: tuple[str, ...] = (
     "Trapezium", "Trapezoid", "Capitate", "Hamate", "Scaphoid", "Lunate", "Triquetrum", "Pisiform",
 )
 FOREARM: tuple[str, ...] = ("Radius", "Ulna")
+# The proximal carpal row (the wrist's radiocarpal joint lies just below it).
+PROXIMAL_ROW: tuple[str, ...] = ("Scaphoid", "Lunate", "Triquetrum", "Pisiform")
 SMALLEST: tuple[str, ...] = ("finger-16", "Trapezoid", "Pisiform")
 HARDEST: tuple[str, ...] = ("Pisiform", "Trapezoid", "Triquetrum", "Trapezium", "Hamate", "finger-16")

@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from xaug.geometry import hflip_image, hflip_matrix, transform_annotations
+from xaug.geometry import hflip_matrix, transform_annotations
+from xaug.imaging import hflip_image
 from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, register_op, split_side
 
 SWAP = {"R": "L", "L": "R", None: None}

@@ -27,7 +27,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from xaug.errors import XaugError
-from xaug.geometry import compose, crop, resize_matrix, transform_annotations, translation_matrix
+from xaug.geometry import compose, resize_matrix, transform_annotations, translation_matrix
+from xaug.imaging import crop
 from xaug.model import Annotation
 from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, register_op
 

@@ -21,7 +21,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xaug.classes import FOREARM
-from xaug.geometry import rotation_matrix, transform_annotations, warp_image, wrist_frame, wrist_warp
+from xaug.anatomy import wrist_frame, wrist_warp
+from xaug.geometry import rotation_matrix, transform_annotations
+from xaug.imaging import warp_image
 from xaug.ops.base import (ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, parse_range,
                            register_op, split_side)
 
