@@ -57,10 +57,19 @@ def to_coco_polygons(points: np.ndarray) -> list[list[float]]:
     for geom in getattr(grown, "geoms", [grown]):
         if geom.geom_type != "Polygon" or geom.is_empty:
             continue
-        coords = np.asarray(geom.exterior.coords)[:-1]
+        coords = _follow(np.asarray(geom.exterior.coords)[:-1], pts + 0.5)
         if len(coords) >= 3:
             out.append([round(float(v), _DIGITS) + 0.0 for v in coords.ravel()])
     return out
+
+
+def _follow(coords: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """`coords` (a ring shapely rebuilt) started at the vertex nearest `ref[0]` and oriented as
+    `ref`, so that vertex k of the output belongs to vertex k of the input where both exist."""
+    if _signed_area(coords) * _signed_area(ref) < 0:
+        coords = coords[::-1]
+    start = int(np.argmin(np.linalg.norm(coords - ref[0], axis=1)))
+    return np.roll(coords, -start, axis=0)
 
 
 def from_coco_polygon(flat: Sequence[float]) -> np.ndarray | None:
@@ -74,12 +83,7 @@ def from_coco_polygon(flat: Sequence[float]) -> np.ndarray | None:
     ring = ShapelyPolygon(pts)
     shrunk = ring.buffer(-0.5, join_style="mitre", mitre_limit=2.0) if ring.is_valid else None
     if shrunk is not None and shrunk.geom_type == "Polygon" and not shrunk.is_empty:
-        pts = np.asarray(shrunk.exterior.coords)[:-1]
-        # shapely may start the ring elsewhere and orient it either way: follow the input's order
-        start = int(np.argmin(np.linalg.norm(pts[:, None] - (np.asarray(flat, np.float64).reshape(-1, 2)[0] - 0.5), axis=2).min(1)))
-        pts = np.roll(pts, -start, axis=0)
-        if _signed_area(pts) * _signed_area(np.asarray(flat, np.float64).reshape(-1, 2)) < 0:
-            pts = np.concatenate([pts[:1], pts[1:][::-1]])
+        pts = _follow(np.asarray(shrunk.exterior.coords)[:-1], pts)
     out = _dedupe(np.rint(pts - 0.5).astype(np.int64))
     return out if len(out) >= 3 else None
 

@@ -24,7 +24,20 @@ class Step:
     spec: dict[str, Any]
 
     def describe(self) -> str:
-        what = self.op or self.kind
+        """`rotate_v2 (1a2b3c4d5e6f): rotate(angle_range=[-30.0, 30.0], pivot=wrist, ...), seed 1`"""
+        steps = self.spec.get("steps") if isinstance(self.spec, dict) else None
+        if isinstance(steps, list) and steps:
+            parts = []
+            for st in steps:
+                if not isinstance(st, dict):
+                    continue
+                args = ", ".join(f"{k}={v}" for k, v in st.items() if k != "op" and v not in (None, False, [], {}))
+                parts.append(f"{st.get('op', '?')}({args[:80]}{'...' if len(args) > 80 else ''})")
+            what = " + ".join(parts)
+            if self.spec.get("include_source"):
+                what += " + the source items"
+        else:
+            what = self.op or self.kind
         seed = f", seed {self.seed}" if self.seed is not None else ""
         return f"{self.name} ({self.id[:12]}): {what}{seed}"
 
@@ -104,7 +117,11 @@ def _step(ds: Dataset, v) -> Step:
     store = ds.version.store
     m = store.open(v.id).manifest
     spec = m.get("spec") or {}
-    op = spec.get("op") if isinstance(spec, dict) else None
+    op = None
+    if isinstance(spec, dict):
+        steps = spec.get("steps")
+        ops = [st.get("op") for st in steps if isinstance(st, dict)] if isinstance(steps, list) else []
+        op = "+".join(str(o) for o in ops if o) or spec.get("op")
     return Step(v.name, v.id, v.kind, op, m.get("seed"), spec)
 
 
