@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from xaug.errors import BadInput
-from xaug.layout import read_image
+from xaug.layout import read_image  # noqa: F401 - kept for callers importing it from here
+from xaug.store import read_sample_image
 from xaug.model import Sample
 from xaug.raster import class_masks
 
@@ -203,7 +204,7 @@ def item_seed(*keys: int) -> int:
 
 def load_gray(sample: Sample, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """The image as 8-bit gray, resized to size x size (INTER_AREA) when given; plus (H, W)."""
-    img = read_image(sample.image_path)
+    img = read_sample_image(sample)  # a store Sample's bytes are checked against the manifest
     if img.ndim == 3:
         img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY) if img.shape[2] >= 3 else img[..., 0]
     hw = img.shape[:2]

@@ -74,7 +74,7 @@ def _round(v: float | None, nd: int = 1) -> float | None:
 def item_record(sample: Sample, overlap_side: int = OVERLAP_SIDE) -> tuple[ItemRecord, np.ndarray | None]:
     """Statistics of one sample and its overlap matrix (estimated full-resolution pixels)."""
     h, w, c = image_size(sample.image_path)
-    bright = stats.brightness(read_gray_reduced(sample.image_path))
+    bright = stats.brightness(read_gray_reduced(sample))
     anns = sample.annotations
     rec = ItemRecord(sample.relpath, sample.person, sample.split, sample.side, sample.fold, h, w, c,
                      bright, anns is not None, np.zeros(NUM_CLASSES), np.zeros(NUM_CLASSES, np.int64),

@@ -211,12 +211,12 @@ def analyse_pairs(pairs: Iterable[tuple[Any, np.ndarray]], out: Path, boundary_p
     """Stream (Sample, pred (29, H, W) bool): analyse, write the overlay, keep only the numbers."""
     from tqdm import tqdm
 
-    from xaug.layout import read_image
     from xaug.report.images import file_stem, write_rgb
+    from xaug.store import read_sample_image
 
     for sample, pred in tqdm(pairs, total=total, desc="errors", unit="img", file=sys.stderr,
                              disable=not progress, leave=False):
-        image = read_image(sample.image_path)
+        image = read_sample_image(sample)  # checked against the manifest
         h, w = image.shape[:2]
         pred = np.asarray(pred).astype(bool)
         if pred.shape[1:] != (h, w):  # predictions are expected at the original size

@@ -34,7 +34,9 @@ def overlay_image(sample: Sample, max_side: int | None = None, alpha: float = 0.
     The image is downscaled first and the polygons are rasterised at the small size, so a
     thumbnail of a 2048x2048 image costs little more than decoding it.
     """
-    img, scale = resize_to(read_image(sample.image_path), max_side)
+    from xaug.store import read_sample_image
+
+    img, scale = resize_to(read_sample_image(sample), max_side)
     if not sample.annotations:
         base = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         return cv2.cvtColor(base[..., :3], cv2.COLOR_BGR2RGB)
@@ -55,8 +57,13 @@ def write_rgb(path: Path, rgb: np.ndarray, quality: int = 88) -> Path:
     return path
 
 
-def read_gray_reduced(path: Path) -> np.ndarray:
-    """The image as grey at a quarter of its size (fast brightness statistics)."""
+def read_gray_reduced(path: Path | Sample) -> np.ndarray:
+    """The image as grey at a quarter of its size (fast brightness statistics); a store Sample's
+    bytes are checked against the manifest first."""
+    if isinstance(path, Sample):
+        from xaug.store import read_sample_image
+
+        return read_sample_image(path, cv2.IMREAD_REDUCED_GRAYSCALE_4)
     buf = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_4) if buf.size else None
     if img is None:
