@@ -12,7 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterable
 
 import cv2
@@ -21,35 +21,12 @@ import numpy as np
 from xaug.classes import CLASS_INDEX
 from xaug.errors import BadInput
 from xaug.model import Annotation, Sample
+from xaug.paths import IMAGE_DIR, LABEL_DIR, SPLITS, image_relpath, label_relpath_for, side_from_stem  # noqa: F401
 
-SPLITS = ("train", "test")
-IMAGE_DIR = "DCM"
-LABEL_DIR = "outputs_json"
 META_SHEET = "meta_data.xlsx"
 META_HEADERS = ("ID", "나이", "성별", "체중(몸무게)", "키(신장)", None)
 # PNG zlib level used for every image xaug encodes: fast, lossless, deterministic.
 PNG_COMPRESSION = 1
-
-
-# ---------------------------------------------------------------- paths
-
-def image_relpath(split: str, person: str, stem: str) -> str:
-    return f"{split}/{IMAGE_DIR}/{person}/{stem}.png"
-
-
-def label_relpath_for(image_rel: str) -> str:
-    """train/DCM/ID001/x.png -> train/outputs_json/ID001/x.json"""
-    p = PurePosixPath(image_rel)
-    split, _, person = p.parts[0], p.parts[1], p.parts[2]
-    return f"{split}/{LABEL_DIR}/{person}/{p.stem}.json"
-
-
-def side_from_stem(stem: str) -> str | None:
-    if stem.endswith("_R"):
-        return "R"
-    if stem.endswith("_L"):
-        return "L"
-    return None
 
 
 # ---------------------------------------------------------------- images

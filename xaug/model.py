@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from xaug.paths import label_relpath_for
+
 
 @dataclass(frozen=True)
 class Annotation:
@@ -76,6 +78,4 @@ class Sample:
 
     @property
     def label_relpath(self) -> str:
-        from xaug.layout import label_relpath_for
-
         return label_relpath_for(self.relpath)

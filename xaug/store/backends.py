@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from xaug.errors import BadInput, XaugError
+from xaug.store.work import chunk_size, chunks, resolve_jobs, run_chunk, stage_made, worker_chunk
 
 STORAGE_MODES = ("auto", "shared", "bytes")
 _BACKENDS: dict[str, type] = {}
@@ -105,8 +106,6 @@ class LocalBackend:
 
     def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
             advance: Callable[[int], None]) -> None:
-        from xaug.store.execute import chunk_size, chunks, resolve_jobs, run_chunk, worker_chunk
-
         workers = resolve_jobs(jobs, len(tasks))
         size = chunk_size(len(tasks), workers)
         if workers == 1 or len(tasks) <= size:  # in this process, one stream
@@ -138,8 +137,6 @@ class DaskBackend:
     def _client(self, jobs: int | None):
         from distributed import Client, LocalCluster
 
-        from xaug.store.execute import resolve_jobs
-
         if self.choice.scheduler:
             try:
                 return Client(self.choice.scheduler, timeout="20s"), None
@@ -170,7 +167,6 @@ class DaskBackend:
             advance: Callable[[int], None]) -> None:
         from distributed import as_completed
 
-        from xaug.store.execute import chunk_size, chunks, stage_made, worker_chunk
 
         client, cluster = self._client(jobs)
         try:

@@ -23,36 +23,18 @@ N workers and a cluster write identical versions.
 from __future__ import annotations
 
 import errno
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from xaug.errors import BadInput, XaugError
 from xaug.progress import Progress
+from xaug.store.backends import get_backend
+from xaug.store.work import (CHUNK, MadeItem, chunk_size, chunks, default_jobs, resolve_jobs, run_chunk,  # noqa: F401
+                             stage_made, worker_chunk)
 
-# Tasks per chunk handed to a worker: a few images, so memory stays bounded by ~CHUNK decoded
-# images per worker while the per-chunk overhead (pickling tasks) stays small.
-CHUNK = 4
 # Errors of the disk, not of the program: reported as one line, staging kept for a rerun.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-@dataclass(frozen=True)
-class MadeItem:
-    """One finished item: its encoded files and manifest fields (what `make_item` returns)."""
-
-    relpath: str
-    image: bytes
-    label: bytes | None
-    person: str
-    split: str
-    side: str | None = None
-    fold: int | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,128 +71,12 @@ class BuildResult:
         return f"{head} ({', '.join(parts)})"
 
 
-def default_jobs() -> int:
-    """The default number of workers: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS/Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def resolve_jobs(jobs: int | None, n_tasks: int | None = None) -> int:
-    """`jobs` (None or <1: all cores), never more than the tasks there are."""
-    n = default_jobs() if not jobs or jobs < 1 else int(jobs)
-    return max(1, min(n, n_tasks)) if n_tasks is not None else n
-
-
-def chunk_size(n_tasks: int, workers: int) -> int:
-    """CHUNK, smaller for small runs so that every worker gets several chunks (load balance)."""
-    if workers <= 1:
-        return CHUNK
-    return max(1, min(CHUNK, n_tasks // (workers * 3)))
-
-
-def chunks(tasks: Sequence, size: int) -> Iterator[list]:
-    for i in range(0, len(tasks), size):
-        yield list(tasks[i:i + size])
-
-
-# ---------------------------------------------------------------- one chunk (in any process)
-
-def stage_made(staging: Path, made: MadeItem) -> dict:
-    from xaug.store.store import stage_item
-
-    return stage_item(staging, made.relpath, made.image, made.label, person=made.person, split=made.split,
-                      side=made.side, fold=made.fold, provenance=made.provenance, meta=made.meta)
-
-
-def run_chunk(staging: Path | str | None, make_item: Callable[[Any], MadeItem], chunk: Sequence,
-              on_done: Callable[[int], None] | None = None) -> list:
-    """Make each task of `chunk`; stage it under `staging` (a records list comes back) or, with
-    `staging=None`, return the MadeItems themselves (workers without the store's filesystem).
-
-    One writer thread: the files of item i are hashed and written while item i+1 is computed
-    (OpenCV and zlib release the GIL); at most one finished item waits, so memory stays bounded.
-    """
-    out: list = []
-    if staging is None:
-        for task in chunk:
-            out.append(make_item(task))
-            if on_done:
-                on_done(1)
-        return out
-    staging = Path(staging)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaug-write") as writer:
-        pending = None
-        for task in chunk:
-            made = make_item(task)
-            if pending is not None:
-                out.append(pending.result())
-                if on_done:
-                    on_done(1)
-            pending = writer.submit(stage_made, staging, made)
-            del made
-        if pending is not None:
-            out.append(pending.result())
-            if on_done:
-                on_done(1)
-    return out
-
-
-def worker_chunk(staging: str | None, make_item: Callable[[Any], MadeItem], chunk: Sequence,
-                 parent_pid: int | None = None) -> list:
-    """A chunk run in a worker process: one OpenCV thread (the workers are the parallelism) and a
-    watchdog that ends the worker when the command that started it is gone (kill -9)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    if parent_pid is not None:
-        watch_parent(parent_pid)
-    return run_chunk(staging, make_item, chunk)
-
-
-_WATCHED: set[int] = set()
-_WATCH_LOCK = threading.Lock()
-
-
-def watch_parent(pid: int, interval: float = 1.0) -> None:
-    """Start (once per process) a daemon thread that exits this process soon after `pid` dies.
-
-    A command killed with SIGKILL cannot stop its pool; without this its loky workers would go on
-    staging files for minutes. `os._exit`: nothing of a dead command's work is worth unwinding.
-    """
-    if pid == os.getpid():
-        return
-    with _WATCH_LOCK:
-        if pid in _WATCHED:
-            return
-        _WATCHED.add(pid)
-
-    def watch() -> None:
-        import time
-
-        while True:
-            time.sleep(interval)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                os._exit(3)
-            except PermissionError:  # pragma: no cover - another user's pid: it exists
-                pass
-            if os.getppid() == 1 and pid != 1:  # re-parented to init: our parent died
-                os._exit(3)
-
-    threading.Thread(target=watch, name="xaug-parent-watch", daemon=True).start()
-
-
 # ---------------------------------------------------------------- running a list of tasks
 
 def run_tasks(staging: Path, tasks: Sequence, make_item: Callable[[Any], MadeItem], *, jobs: int | None = None,
               progress: bool = False, label: str = "build", total: int | None = None, done: int = 0,
               backend: Any = None) -> int:
     """Make every task into `staging` (records on disk); returns how many were made."""
-    from xaug.store.backends import get_backend
-
     if not tasks:
         return 0
     staging = Path(staging)
