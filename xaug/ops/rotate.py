@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -97,6 +98,54 @@ def draw_angle(spec: RotateSpec, rng: np.random.Generator) -> float:
     return angle + 0.0  # no -0.0 in the provenance
 
 
+@dataclass(frozen=True)
+class RotateParams:
+    """One item's parameters, typed; `plan` fills every field from the spec (the only place with
+    defaults), `apply` receives them as they are."""
+
+    angle: float
+    pivot: str
+    fill: Union[str, float]
+    min_area: float
+    fill_seed: int = 0               # drawn only with fill="texture"
+    band_width: float | None = None  # wrist pivot: None = estimated from the polygons
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "RotateParams":
+        known = {f: params[f] for f in cls.__dataclass_fields__ if f in params}
+        return cls(**known)
+
+
+Pivot = Callable[[np.ndarray, list, RotateParams], tuple[np.ndarray, list, np.ndarray, dict[str, Any]]]
+PIVOTS: dict[str, Pivot] = {}
+
+
+def pivot_kernel(name: str) -> Callable[[Pivot], Pivot]:
+    """Register how the image and its polygons turn for `pivot: <name>`."""
+    def deco(fn: Pivot) -> Pivot:
+        PIVOTS[name] = fn
+        return fn
+    return deco
+
+
+@pivot_kernel("image")
+def rotate_about_centre(img: np.ndarray, anns: list, p: RotateParams):
+    h, w = img.shape[:2]
+    m = rotation_matrix(p.angle, ((w - 1) / 2, (h - 1) / 2))
+    out = warp_image(img, m, fill=p.fill, seed=p.fill_seed)
+    return out, transform_annotations(anns, m, (h, w), min_area=p.min_area), m, {}
+
+
+@pivot_kernel("wrist")
+def rotate_about_wrist(img: np.ndarray, anns: list, p: RotateParams):
+    h, w = img.shape[:2]
+    frame = wrist_frame(anns, (h, w))
+    half = float(p.band_width or frame.half_width)
+    out, m = wrist_warp(img, anns, p.angle, frame, half, p.fill, p.fill_seed)
+    out_anns = transform_annotations(anns, m, (h, w), min_area=p.min_area, fixed=FOREARM)
+    return out, out_anns, m, {"wrist": {**frame.to_json(), "half_width": round(half, 3)}}
+
+
 @register_op("rotate")
 class Rotate(OpDef):
     Spec = RotateSpec
@@ -125,26 +174,14 @@ class Rotate(OpDef):
     def apply(self, plan: ItemPlan, load: Loader):
         source = plan.sources[0]
         img, anns = load(source)
-        anns = anns or []  # an unlabelled source (test split): pixels only
-        h, w = img.shape[:2]
-        p = plan.params
-        angle, pivot = float(p["angle"]), p.get("pivot", "image")
-        fill, min_area = p.get("fill", "background"), float(p.get("min_area", 0.0))
-        seed = int(p.get("fill_seed", 0))
-        prov: dict[str, Any] = {"source": source, "angle": angle, "pivot": pivot, "fill": fill}
-        if fill == "texture":
-            prov["fill_seed"] = seed  # the texture of the uncovered pixels is reproducible
-        if pivot == "image":
-            m = rotation_matrix(angle, ((w - 1) / 2, (h - 1) / 2))
-            out = warp_image(img, m, fill=fill, seed=seed)
-            out_anns = transform_annotations(anns, m, (h, w), min_area=min_area)
-        elif pivot == "wrist":
-            frame = wrist_frame(anns, (h, w))
-            half = float(p.get("band_width") or frame.half_width)
-            out, m = wrist_warp(img, anns, angle, frame, half, fill, seed)
-            out_anns = transform_annotations(anns, m, (h, w), min_area=min_area, fixed=FOREARM)
-            prov["wrist"] = {**frame.to_json(), "half_width": round(half, 3)}
-        else:  # the spec validates this; a hand-made plan may not
-            raise ValueError(f"unknown pivot {pivot!r}")
+        p = RotateParams.from_params(plan.params)
+        kernel = PIVOTS.get(p.pivot)
+        if kernel is None:  # the spec validates this; a hand-made plan may not
+            raise ValueError(f"unknown pivot {p.pivot!r}; one of: {', '.join(sorted(PIVOTS))}")
+        out, out_anns, m, extra = kernel(img, anns or [], p)  # an unlabelled source: pixels only
+        prov: dict[str, Any] = {"source": source, "angle": p.angle, "pivot": p.pivot, "fill": p.fill}
+        if p.fill == "texture":
+            prov["fill_seed"] = p.fill_seed  # the texture of the uncovered pixels is reproducible
+        prov.update(extra)
         prov["matrix"] = [[float(v) for v in row] for row in m]
         return out, out_anns, prov
