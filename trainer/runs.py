@@ -13,6 +13,10 @@ Datasets are read only through the store's public API (`store.open(ref).samples(
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,130 @@ def run_path(run: str | Path) -> Path:
     if "/" in text or "\\" in text or text.startswith("."):
         return Path(text)
     return RUNS_ROOT / text
+
+
+_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
+_NEW_RUN = "start a new run with `xaug train --run NEW_NAME`"
+
+
+def read_run_config(run_dir: Path) -> dict:
+    """A run's config.json, checked: a missing, damaged or edited file is one line naming it and
+    what to do (the trainer wrote it; nothing in it is used as a path)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise XaugError("is a file, not a run folder; give a run name or folder", where=str(run_dir))
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise XaugError("not a run folder (no config.json); train one with `xaug train`", where=str(run_dir))
+    try:
+        cfg = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise XaugError(f"cannot read the run's config.json ({exc.strerror})", where=str(path)) from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise XaugError(f"config.json is damaged (not valid JSON); {_NEW_RUN}", where=str(path)) from None
+    if not isinstance(cfg, dict):
+        raise XaugError(f"config.json is damaged (not an object); {_NEW_RUN}", where=str(path))
+    for key in ("dataset_id", "val_id"):
+        if cfg.get(key) and not (isinstance(cfg[key], str) and _HEX_ID.match(cfg[key])):
+            raise XaugError(f"config.json: {key} is not a version id; {_NEW_RUN}", where=str(path))
+    for key in ("dataset", "val_dataset"):
+        if key in cfg and not isinstance(cfg[key], str):
+            raise XaugError(f"config.json: {key} is not a dataset name; {_NEW_RUN}", where=str(path))
+    size = cfg.get("size")
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 16384):
+        raise XaugError(f"config.json: size {size!r} is not an image side in pixels; {_NEW_RUN}", where=str(path))
+    return cfg
+
+
+# What torch.load and load_state_dict raise for a truncated, foreign or edited checkpoint.
+_CHECKPOINT_ERRORS = (RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError,
+                      pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def checkpoint_problem(path: Path, exc: BaseException, resume: bool = False) -> XaugError:
+    what = (f"--resume is impossible: {_NEW_RUN}" if resume else
+            f"train the run again (`xaug train --resume` if last.pt is intact) or {_NEW_RUN}")
+    return XaugError(f"checkpoint {Path(path).name} is damaged ({exc.__class__.__name__}); {what}",
+                     where=str(path))
+
+
+def load_checkpoint(path: Path, resume: bool = False) -> dict:
+    """A checkpoint as torch.load gives it (weights only), or one line naming the file and what to do."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise XaugError("no such checkpoint; train the run first", where=str(path)) from None
+    except _CHECKPOINT_ERRORS as exc:
+        raise checkpoint_problem(path, exc, resume) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
+        raise checkpoint_problem(path, ValueError("no model or config"), resume)
+    return ckpt
+
+
+def load_run_model(run_dir: Path, device: str = "auto"):
+    """trainer.inference.load_model, with a damaged checkpoint reported as one line."""
+    from trainer.inference import checkpoint_path, load_model
+
+    path = checkpoint_path(run_dir)
+    try:
+        return load_model(run_dir, device)
+    except _CHECKPOINT_ERRORS as exc:
+        raise checkpoint_problem(path, exc) from None
+
+
+def check_output_dir(path: Path, flag: str, store=None) -> None:
+    """Before any work: `path` can be (or become) a folder we write into, outside the store."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise XaugError("is a file, not a folder; choose another path", where=f"{flag} {path}")
+    _check_writable(path if path.exists() else _existing_parent(path), path, flag)
+    _check_outside_store(path, flag, store)
+
+
+def check_output_file(path: Path, flag: str, store=None) -> None:
+    """Before any work: `path` is a file we can (over)write, not a folder, outside the store."""
+    path = Path(path)
+    if path.is_dir():
+        raise XaugError("is a folder; give a file path such as submission.csv", where=f"{flag} {path}")
+    parent = _existing_parent(path.parent) if not path.parent.is_dir() else path.parent
+    if not parent.is_dir():
+        raise XaugError(f"{parent} is a file, not a folder; choose another path", where=f"{flag} {path}")
+    _check_writable(parent, path, flag)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise XaugError("cannot overwrite this file (permission denied); choose another path",
+                        where=f"{flag} {path}")
+    _check_outside_store(path, flag, store)
+
+
+def _existing_parent(path: Path) -> Path:
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    return probe
+
+
+def _check_writable(folder: Path, path: Path, flag: str) -> None:
+    if not folder.is_dir():
+        raise XaugError(f"{folder} is a file, not a folder; choose another path", where=f"{flag} {path}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise XaugError(f"cannot write in {folder} (permission denied or read-only); choose another path",
+                        where=f"{flag} {path}")
+
+
+def _check_outside_store(path: Path, flag: str, store) -> None:
+    if store is None:
+        return
+    home = Path(store.home).resolve()
+    if Path(path).resolve().is_relative_to(home):
+        raise XaugError(f"is inside the store {store.home}; write outputs elsewhere", where=f"{flag} {path}")
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """What a failed or interrupted save leaves (last.tmp, best.tmp, *.csv.tmp)."""
+    for tmp in Path(run_dir).glob("*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def lineage_root(store, ds):
@@ -97,14 +225,24 @@ def train_version(store, dataset: str, *, val: str | None = None, run: str | Pat
     cfg = TrainConfig(**options).replace(dataset=ds.name, dataset_id=ds.id, val_dataset=val_ds.name,
                                          val_id=val_ds.id, train_images=len(train_s), val_images=len(val_s))
     run_dir = run_path(run if run is not None else ds.name)
+    check_output_dir(run_dir, "--run", store)  # before any training
+    if resume and (run_dir / "last.pt").exists():
+        load_checkpoint(run_dir / "last.pt", resume=True)
     cache = dict(cache_dir=trainer_cache_dir(store), train_hashes=image_hashes(ds, train_s),
                  val_hashes=image_hashes(val_ds, val_s)) if disk_cache else {}
-    return train(cfg, train_s, val_s, run_dir, device=device, resume=resume, progress=progress,
-                 on_epoch_end=on_epoch_end, **cache)
+    try:
+        return train(cfg, train_s, val_s, run_dir, device=device, resume=resume, progress=progress,
+                     on_epoch_end=on_epoch_end, **cache)
+    except BaseException:
+        _remove_temporaries(run_dir)
+        raise
 
 
 def eval_samples(store, cfg: dict, dataset: str | None, split: str) -> tuple[object, list[Sample]]:
-    ds = store.open(dataset) if dataset else store.open(cfg.get("val_id") or cfg["val_dataset"])
+    ref = dataset or cfg.get("val_id") or cfg.get("val_dataset")
+    if not ref:
+        raise XaugError("the run records no validation dataset; give --dataset", where="--dataset")
+    ds = store.open(ref)
     if split == "val":
         samples = validation_samples(ds)
     elif split == "test":
@@ -138,13 +276,13 @@ def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: s
     """Score a run's best checkpoint; writes eval_<dataset>_<split>.json/.csv (+ _images.csv,
     streamed row by row). Scoring runs on `device` (`chunk` classes of a full-size image at a
     time; default: what fits in memory)."""
-    from trainer.inference import checkpoint_path, load_model, run_config
+    from trainer.inference import checkpoint_path
     from trainer.loop import validate
     from trainer.config import TrainConfig
 
     run_dir = run_path(run)
-    run_config(run_dir)
-    model, cfg = load_model(run_dir, device)
+    read_run_config(run_dir)
+    model, cfg = load_run_model(run_dir, device)
     ds, samples = eval_samples(store, cfg, dataset, split)
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
     tcfg = TrainConfig.from_dict(cfg)
@@ -180,18 +318,27 @@ def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = N
                    tta: str | None = None, device: str = "auto", progress: bool = True) -> Path:
     """The competition submission CSV of a run's predictions on a split, streamed: masks are
     made and run-length coded on `device`, rows written image by image."""
-    from trainer.inference import iter_rle, load_model, run_config
+    from trainer.inference import iter_rle
     from trainer.submit import write_rle_submission
 
     run_dir = run_path(run)
-    cfg = run_config(run_dir)
-    ds = store.open(dataset) if dataset else store.open(cfg.get("val_id") or cfg["val_dataset"])
+    cfg = read_run_config(run_dir)
+    check_output_file(Path(out), "--out", store)  # before any inference
+    ref = dataset or cfg.get("val_id") or cfg.get("val_dataset")
+    if not ref:
+        raise XaugError("config.json names no validation dataset; give --dataset", where=str(run_dir / "config.json"))
+    ds = store.open(ref)
     samples = ds.samples(split=split, load=False) if split == "test" else validation_samples(ds)
     if not samples:
         raise XaugError(f"dataset has no {split} images", where=ds.name)
-    model, mcfg = load_model(run_dir, device)
-    return write_rle_submission(iter_rle(model, samples, mcfg["size"], tta=tta), out, total=len(samples),
-                                progress=progress)
+    model, mcfg = load_run_model(run_dir, device)
+    tmp = Path(out).with_name(Path(out).name + ".tmp")
+    try:
+        return write_rle_submission(iter_rle(model, samples, mcfg["size"], tta=tta), out, total=len(samples),
+                                    progress=progress)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
 
 
 def load_evaluation(run: str | Path, split: str | None = None) -> dict:
