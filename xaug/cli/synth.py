@@ -26,6 +26,14 @@ def synth_cmd(
     label_swaps: int = typer.Option(0, "--label-swaps", help="Training persons whose annotations have one "
                                     "pair of neighbouring labels swapped (both hands), as on a few real IDs; "
                                     "recorded in item meta as edge case label_swap."),
+    appearance: str = typer.Option("realistic", "--appearance",
+                                   help="realistic (the default: near-black background, soft-tissue "
+                                   "silhouette, wider bones; each image drawn from narrow ranges around real "
+                                   "X-ray statistics), randomised (wide ranges: domain randomisation) or "
+                                   "legacy (the earlier look; reproduces earlier datasets and their ids)."),
+    look: list[str] = typer.Option([], "--look", metavar="NAME=LOW,HIGH",
+                                   help="Override one appearance range, e.g. --look tissue_range=40,70 or "
+                                   "--look vignette_range=0 (repeatable; names in docs/synthetic.md)."),
     jobs: Optional[int] = JobsOption,
     backend: Optional[str] = BackendOption,
     scheduler: Optional[str] = SchedulerOption,
@@ -36,13 +44,15 @@ def synth_cmd(
     """Synthesize hand X-rays with exact labels (train and test) and register them in the store."""
     from xaug.synth.generate import synth_spec, synthesize
 
-    synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps)  # fail before any work
+    overrides = parse_look(look)
+    synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps,
+               appearance, overrides)  # fail before any work
     choice = backend_choice(backend, scheduler, storage)
     store = open_store(home)
     _check_space(store, persons, test_persons, size)
     ds = synthesize(store, name, persons=persons, seed=seed, size=size, rotated_train=rotated_train,
                     rotated_test=rotated_test, test_persons=test_persons, jobs=jobs, progress=not quiet, backend=choice,
-                    label_swaps=label_swaps)
+                    label_swaps=label_swaps, appearance=appearance, look=overrides)
     if ds.base != name:
         console.print(f"note: this spec was already synthesized as {ds.name}; reusing it (no version "
                       f"named {name!r} was added)", markup=False)
@@ -52,7 +62,26 @@ def synth_cmd(
                for s in ("train", "test")}
     out.print(f"{ds.name} ({ds.id[:12]}): {n_train} train images ({rotated['train']} rotated wrists), "
               f"{n_test} test images ({rotated['test']} rotated), {size}x{size}, seed {seed}"
-              + (f"; labels swapped on {label_swaps} training person(s)" if label_swaps else ""))
+              + (f"; labels swapped on {label_swaps} training person(s)" if label_swaps else "")
+              + f"; appearance {appearance}")
+
+
+def parse_look(items: list[str]) -> dict[str, tuple[float, float]]:
+    """`NAME=LOW,HIGH` (or `NAME=VALUE` for a fixed value) -> {name: (low, high)}."""
+    from xaug.errors import BadInput
+
+    out: dict[str, tuple[float, float]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            parts = [float(v) for v in value.split(",")] if sep else []
+        except ValueError:
+            parts = []
+        if not name.strip() or len(parts) not in (1, 2):
+            raise BadInput(f"--look {item!r}: expected NAME=LOW,HIGH or NAME=VALUE, e.g. tissue_range=40,70",
+                           where="synth")
+        out[name.strip()] = (parts[0], parts[-1])
+    return out
 
 
 def _check_space(store, persons: int, test_persons: Optional[int], size: int) -> None:

@@ -23,7 +23,7 @@ from xaug.classes import CLASS_INDEX, CLASSES, COLORS, NUM_CLASSES
 from xaug.layout import image_size
 from xaug.model import Sample
 from xaug.report import html as H
-from xaug.report import stats
+from xaug.report import realism, stats
 from xaug.report.images import file_stem, overlay_image, read_gray_reduced, resize_to, write_rgb
 
 GALLERY = 12          # ground-truth overlays in the gallery
@@ -53,6 +53,7 @@ class ItemRecord:
     findings: list[stats.Finding] = field(default_factory=list)
     swap: tuple[str, str] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    realism: dict[str, float] = field(default_factory=dict)  # xaug.report.realism.image_stats
 
     @property
     def rotated(self) -> bool:
@@ -74,11 +75,13 @@ def _round(v: float | None, nd: int = 1) -> float | None:
 def item_record(sample: Sample, overlap_side: int = OVERLAP_SIDE) -> tuple[ItemRecord, np.ndarray | None]:
     """Statistics of one sample and its overlap matrix (estimated full-resolution pixels)."""
     h, w, c = image_size(sample.image_path)
-    bright = stats.brightness(read_gray_reduced(sample))
+    grey = read_gray_reduced(sample)  # a store Sample: bytes checked against the manifest
+    bright = stats.brightness(grey)
     anns = sample.annotations
     rec = ItemRecord(sample.relpath, sample.person, sample.split, sample.side, sample.fold, h, w, c,
                      bright, anns is not None, np.zeros(NUM_CLASSES), np.zeros(NUM_CLASSES, np.int64),
                      np.zeros(NUM_CLASSES, np.int64), meta=dict(sample.meta or {}))
+    rec.realism = realism.image_stats(grey, anns, (h, w))
     if anns is None:
         return rec, None
     rec.areas = stats.class_areas(anns)
@@ -289,6 +292,11 @@ def write_eda(samples: Sequence[Sample], out: Path, title: str, persons: Mapping
 
     # -- brightness and outliers
     sections.append(_outlier_section(recs, lab, out, summary, thumbs, per_section))
+
+    # -- tone and geometry beside real X-rays
+    section = realism.eda_section(recs, summary)
+    if section:
+        sections.append(section)
 
     # -- synthetic metadata
     ms = meta_summary(recs)

@@ -84,6 +84,11 @@ class HandShape:
     wobble: tuple[tuple[float, ...], ...] = ()  # per bone (29): 6 outline irregularity coeffs
     ray_angle: tuple[float, ...] = (0.0,) * 5   # rest-direction offsets (deg)
     tissue: float = 1.0                      # soft-tissue thickness factor
+    # Anatomy of the realistic styles (the defaults are the legacy hand, byte for byte):
+    finger_width: float = 1.0                # extra width of the 19 finger bones (real: 1.1-1.3)
+    scaphoid: float = 1.0                    # scaphoid length factor (real: about 0.75)
+    joint_gap: float = 1.0                   # joint-space factor
+    ends: str = "simple"                     # "simple" (legacy) or "anatomic" bone ends
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class Pose:
     rotation_deg: float = 0.0       # whole hand and forearm rotated (+ = clockwise on screen)
     shift: tuple[float, float] = (0.0, 0.0)  # fraction of the image size
     zoom: float = 1.0
+    hand_width: float | None = None  # bone extent across the image (fraction); None: legacy scale
 
 
 @dataclass
@@ -180,6 +186,55 @@ def long_bone_local(length: float, w_base: float, w_shaft: float, w_head: float,
     return np.vstack([right, head_cap, left, base_cap])
 
 
+BONE_KINDS = ("metacarpal", "proximal", "middle", "distal")
+
+
+def long_bone_anatomic(length: float, w_base: float, w_shaft: float, w_head: float, kind: str,
+                       wobble: tuple[float, ...] = (), n_side: int = 44, n_cap: int = 22) -> np.ndarray:
+    """Outline of a tubular hand bone with the ends that tell neighbours apart, local (u, v) mm.
+
+    Metacarpals: a squarish base and a large round head. Proximal and middle phalanges: a broad
+    flared base with a cupped articular surface and a two-condyle head (a shallow groove in the
+    middle). Distal phalanges: a broad base, a narrow waist and a blunt, slightly flared tuft.
+    """
+    if kind not in BONE_KINDS:
+        raise ValueError(f"kind must be one of {BONE_KINDS}, got {kind!r}")
+    if kind == "metacarpal":
+        cb, ch, fb, fh, tuft = 0.05 * length, min(0.13 * length, 0.5 * w_head), 0.12, 0.16, 0.0
+    elif kind == "distal":
+        cb, ch, fb, fh, tuft = 0.08 * length, min(0.10 * length, 0.3 * w_head), 0.30, 0.08, 1.0
+    else:
+        cb, ch, fb, fh, tuft = 0.07 * length, min(0.11 * length, 0.35 * w_head), 0.24, 0.17, 0.0
+    ub, uh = cb, length - ch
+    u = np.linspace(ub, uh, n_side)
+    s = (u - ub) / max(uh - ub, 1e-6)
+
+    def half(s_: np.ndarray) -> np.ndarray:
+        base = (w_base - w_shaft) / 2 * np.exp(-(s_ / fb) ** 2)
+        head = (w_head - w_shaft) / 2 * np.exp(-((1 - s_) / fh) ** 2)
+        return w_shaft / 2 + base + head
+
+    h = half(s)
+    if wobble:
+        h = h * (1 + 0.4 * wobble[0] * np.sin(np.pi * s * 2 + wobble[1])
+                 + 0.4 * wobble[2] * np.sin(np.pi * s * 3 + wobble[3]))
+    right = np.stack([u, h], axis=1)
+    left = np.stack([u[::-1], -h[::-1]], axis=1)
+    phi = np.linspace(0, np.pi, n_cap + 2)[1:-1]
+    hh, hb = half(np.array([1.0]))[0], half(np.array([0.0]))[0]
+    if tuft:  # distal tuft: flat, with rounded corners
+        cap_u = uh + ch * np.sin(phi) ** 0.6
+    elif kind == "metacarpal":  # a big round head
+        cap_u = uh + ch * np.sin(phi) ** 0.7
+    else:  # two condyles with a shallow groove between them
+        cap_u = uh + ch * (np.sin(phi) ** 0.5 - 0.16 * np.exp(-((phi - np.pi / 2) / 0.4) ** 2))
+    head_cap = np.stack([cap_u, hh * np.cos(phi)], axis=1)
+    cup = 0.0 if kind == "metacarpal" else 0.5 * cb
+    base_u = ub - cb * np.sin(phi) ** 0.2 + cup * np.sin(phi) ** 2
+    base_cap = np.stack([base_u, -hb * np.cos(phi)], axis=1)
+    return np.vstack([right, head_cap, left, base_cap])
+
+
 def place(local: np.ndarray, origin: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """Map local (u, v) points onto the bone axis starting at `origin` along unit `direction`."""
     perp = np.array([-direction[1], direction[0]])
@@ -244,18 +299,22 @@ def canonical_hand(shape: HandShape, pose: Pose) -> tuple[dict, list, list, np.n
             length, wb, ws, wh = LONG_BONES[label]
             # a bent finger is foreshortened, more so towards the tip
             lf = shape.length[i] * (1.0 - flex * (0.0, 0.25, 0.45, 0.55)[j])
-            gf = shape.girth[i] * shape.width
+            gf = shape.girth[i] * shape.width * shape.finger_width
             if j == 1:
                 angle += SPREAD_GAIN[r] * 7.0 * (pose.spread - 1.0) + SPREAD_GAIN[r] * 4.0
             elif j > 1:
                 angle += 0.25 * (RAY_ANGLES[2] - angle) * 0.3
             d = _unit(angle)
-            local = long_bone_local(length * lf, wb * gf, ws * gf, wh * gf, tuple(wob[i])[:4],
-                                    concave_base=j > 0)
+            if shape.ends == "anatomic":
+                kind = "metacarpal" if j == 0 else "distal" if j == len(labels) - 1 else BONE_KINDS[j]
+                local = long_bone_anatomic(length * lf, wb * gf, ws * gf, wh * gf, kind, tuple(wob[i])[:4])
+            else:
+                local = long_bone_local(length * lf, wb * gf, ws * gf, wh * gf, tuple(wob[i])[:4],
+                                        concave_base=j > 0)
             bones[label] = place(local, origin, d)
             axes[label] = (origin + d * length * lf / 2, d)
             if j < len(labels) - 1:
-                gap = JOINT_GAPS[min(j, 2)] * (1.0 - 1.1 * flex) if j else JOINT_GAPS[0]
+                gap = (JOINT_GAPS[min(j, 2)] * (1.0 - 1.1 * flex) if j else JOINT_GAPS[0]) * shape.joint_gap
                 origin = origin + d * (length * lf + gap)
             else:
                 origin = origin + d * length * lf
@@ -268,6 +327,8 @@ def canonical_hand(shape: HandShape, pose: Pose) -> tuple[dict, list, list, np.n
         cx, cy, rx, ry, ang, bend, egg, lobes, expo = spec
         dx, dy = shape.carpal_shift[k]
         f = shape.carpal_size[k] * shape.width ** 0.5
+        if label == "Scaphoid":
+            rx = rx * shape.scaphoid
         bones[label] = carpal_outline(cx + dx, cy + dy, rx * f, ry * f, ang, bend, egg, lobes, expo,
                                       tuple(wob[CLASSES.index(label)])[:6])
     bones["Radius"] = smooth_closed(np.array(RADIUS_CTRL) * [shape.width, 1.0] - [0.0, 2.0], DENSE * 2)
@@ -332,6 +393,16 @@ def hand_geometry(shape: HandShape, pose: Pose, side: str, size: int) -> HandGeo
     rel = to_px(hand_pts, 1.0, np.zeros(2))
     lo, hi = rel.min(axis=0), rel.max(axis=0)
     margin = 0.03 * size
+    if pose.hand_width is not None:
+        # Scale to a bone extent of `hand_width` of the image (all 29 bones, as measured on real
+        # images), as far as the fingertips, the carpus and 30 mm of forearm below it still fit
+        # (the forearm axis must stay measurable: the radius and ulna enter from the bottom).
+        extent = to_px(np.vstack([hand_pts, bones["Radius"][bones["Radius"][:, 1] < 40.0],
+                                  bones["Ulna"][bones["Ulna"][:, 1] < 40.0]]), 1.0, np.zeros(2))
+        top_px = FINGERTIP_TOP_2048 * size / 2048.0 + pose.shift[1] * size
+        scale = pose.hand_width * size / max(float(np.ptp(extent[:, 0])), 1e-6)
+        scale = min(scale, (size - top_px) / max(hi[1] - lo[1] + 30.0, 1e-6))
+        pivot_y = top_px - lo[1] * scale
     # Shrink a hand that would not fit (wide spread, strongly rotated wrist).
     fit_w = (size - 2 * margin) / max((hi[0] - lo[0] + 8.0) * scale, 1e-6)
     fit_h = (pivot_y - margin) / max((-lo[1] + 4.0) * scale, 1e-6)

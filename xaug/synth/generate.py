@@ -17,8 +17,8 @@ from xaug.errors import BadInput
 from xaug.layout import annotation_bytes, annotation_doc, encode_png
 from xaug.model import Annotation
 from xaug.synth.anatomy import annotation_polygons, hand_geometry
-from xaug.synth.plan import ItemPlan, plan_dataset
-from xaug.synth.render import render
+from xaug.synth.plan import ItemPlan, RealLook, appearance_spec, plan_dataset
+from xaug.synth.render import render, render_realistic
 
 # Bump when the pixels or polygons for the same spec change: it is part of the plan key.
 GENERATOR_VERSION = 2
@@ -32,12 +32,16 @@ def default_test_persons(persons: int) -> int:
 
 def synth_spec(persons: int, seed: int, size: int = 2048, rotated_train: float = 0.12,
                rotated_test: float = 0.6, test_persons: int | None = None,
-               label_swaps: int = 0) -> dict[str, Any]:
+               label_swaps: int = 0, appearance: str = "realistic",
+               look: dict[str, Any] | None = None) -> dict[str, Any]:
     """The resolved, validated spec of a synthetic dataset (what the manifest records).
 
     `label_swaps` (training persons with one pair of labels swapped) enters the spec only when
-    non-zero, so the versions made before the option existed keep their ids.
+    non-zero, so the versions made before the option existed keep their ids. Likewise
+    `appearance="legacy"` adds nothing (today's look, same ids); the realistic styles record
+    every resolved range (`look` overrides the style's preset ranges, see plan.APPEARANCE_RANGES).
     """
+    app = appearance_spec(appearance, look)
     if test_persons is None:
         test_persons = default_test_persons(persons)
     problems = []
@@ -63,6 +67,8 @@ def synth_spec(persons: int, seed: int, size: int = 2048, rotated_train: float =
             "rotated_train": float(rotated_train), "rotated_test": float(rotated_test)}
     if label_swaps:
         spec["label_swaps"] = int(label_swaps)
+    if app is not None:
+        spec["appearance"] = app.to_spec()
     return spec
 
 
@@ -82,7 +88,8 @@ def render_item(plan: ItemPlan, size: int) -> tuple[np.ndarray, list[Annotation]
     geom = hand_geometry(plan.person.shape, plan.pose, plan.side, size)
     polys = annotation_polygons(geom)
     rng = np.random.default_rng(np.random.SeedSequence([plan.seed[0], _RENDER_STREAM, plan.index]))
-    image = render(polys, geom, plan.look, plan.edges, rng)
+    draw = render_realistic if isinstance(plan.look, RealLook) else render
+    image = draw(polys, geom, plan.look, plan.edges, rng)
     swap = dict.fromkeys(CLASSES)
     if "label_swap" in plan.edges:  # an injected annotation error: the image is unchanged
         a, b = plan.edges["label_swap"]["labels"]
@@ -112,7 +119,8 @@ def make_item(plan: ItemPlan, size: int):
 
 def synthesize(store, name: str = "raw", persons: int = 10, seed: int = 0, size: int = 2048,
                rotated_train: float = 0.12, rotated_test: float = 0.6, test_persons: int | None = None,
-               jobs: int | None = None, progress: bool = True, label_swaps: int = 0, backend=None):
+               jobs: int | None = None, progress: bool = True, label_swaps: int = 0, backend=None,
+               appearance: str = "realistic", look: dict | None = None):
     """Generate both hands of each person (train + test) and register them as dataset `name`.
 
     The same spec returns the existing version without rendering anything (the plan key is the
@@ -124,14 +132,15 @@ def synthesize(store, name: str = "raw", persons: int = 10, seed: int = 0, size:
     from xaug.store import check_name
     from xaug.store.execute import BuildRequest, build
 
-    spec = synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps)
+    spec = synth_spec(persons, seed, size, rotated_train, rotated_test, test_persons, label_swaps,
+                      appearance, look)
     check_name(name)
     key = plan_key(spec)
     existing = store.find_plan(key)
     if existing is not None:
         return existing
     plans, sheet = plan_dataset(spec["persons"], spec["test_persons"], seed, rotated_train, rotated_test,
-                                label_swaps)
+                                label_swaps, appearance=spec.get("appearance"))
     result = build(store, BuildRequest(name, "synth", key, None, spec, seed), plans,
                    partial(make_item, size=size), persons=sheet, jobs=jobs, progress=progress,
                    label="synthesizing", backend=backend)

@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
 from xaug.classes import CLASSES, NEIGHBOUR_PAIRS
+from xaug.errors import BadInput
 from xaug.layout import PersonMeta, image_relpath
 from xaug.synth.anatomy import HandShape, Pose
 
@@ -30,8 +33,138 @@ NAIL_ART_RATE = 0.06        # persons
 NO_SIDE_SUFFIX_RATE = 0.08  # persons whose file names lack _R/_L (as some real files do)
 WRIST_RANGE = (20.0, 50.0)  # degrees; most between 30 and 45
 ULNAR_SHARE = 0.65          # share of rotated wrists turned towards the little finger
-# Stream ids of the seed sequences (5 is the renderer's, in generate.py).
-_PERSON, _ITEM, _SPLIT, _NAMES, _SWAPS = 1, 2, 3, 4, 6
+# Stream ids of the seed sequences (5 is the renderer's, in generate.py). The realistic styles
+# draw their anatomy and look on streams of their own, so the persons, poses and edge cases of a
+# seed are the same in every style.
+_PERSON, _ITEM, _SPLIT, _NAMES, _SWAPS, _ANATOMY, _LOOK = 1, 2, 3, 4, 6, 7, 8
+
+# ----------------------------------------------------------------------------- appearance styles
+
+APPEARANCES = ("realistic", "randomised", "legacy")
+APPEARANCE_VERSION = 1  # bump when a realistic style renders the same spec differently
+
+# name -> (hard limits, realistic range, randomised range, what it is). The realistic ranges sit
+# around the figures measured on real hand X-rays (docs/synthetic.md); the randomised ones are
+# wide enough that the real look falls well inside them. One place for every default.
+APPEARANCE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float], str]] = {
+    "black_range": ((0, 255), (0, 4), (0, 24), "background grey level (the darkest part)"),
+    "gradient_range": ((0, 255), (6, 22), (0, 30), "background grey added from top to bottom"),
+    "band_range": ((0, 255), (0, 30), (0, 90), "bright band along the top edge, grey levels"),
+    "tissue_range": ((0, 255), (55, 78), (32, 110), "soft-tissue grey where it is thickest (palm)"),
+    "bone_range": ((0, 255), (118, 148), (85, 205), "bone grey (interior, over soft tissue)"),
+    "cortex_range": ((0, 1), (0.25, 0.45), (0.05, 0.6), "extra brightness of the cortex (share of bone)"),
+    "cortex_mm_range": ((0.1, 3), (0.5, 0.9), (0.3, 1.3), "cortical thickness of finger bones, mm"),
+    "trabecular_range": ((0, 1), (0.05, 0.11), (0.0, 0.2), "trabecular texture amplitude (share of bone)"),
+    "overlap_range": ((0, 1), (0.45, 0.75), (0.25, 1.0), "what each further overlapping bone adds (share)"),
+    "tissue_mm_range": ((1, 15), (4.5, 7.0), (3.5, 9.0), "soft tissue beyond the finger bones, mm"),
+    "gamma_range": ((0.3, 3), (0.9, 1.1), (0.7, 1.45), "gamma of the tone curve"),
+    "noise_range": ((0, 30), (1.0, 3.0), (0.3, 6.0), "detector noise sigma at mid grey, grey levels"),
+    "blur_range": ((0, 8), (0.8, 1.8), (0.4, 3.0), "blur sigma at 2048 px"),
+    "vignette_range": ((0, 0.9), (0.0, 0.2), (0.0, 0.4), "darkening towards the corners (share)"),
+    "hand_width_range": ((0.2, 0.9), (0.45, 0.6), (0.40, 0.65), "bone extent across the image (share)"),
+    "finger_width_range": ((0.5, 2), (1.12, 1.28), (1.05, 1.35), "finger bone width factor (person)"),
+    "scaphoid_range": ((0.3, 1.5), (0.66, 0.74), (0.6, 0.84), "scaphoid length factor (person)"),
+    "joint_gap_range": ((0.2, 3), (1.25, 1.6), (1.0, 1.9), "joint space factor (person)"),
+    "spread_range": ((0, 2.5), (0.9, 1.8), (0.5, 2.1), "finger spread (1 = the legacy mean)"),
+}
+Range = tuple[float, float]
+
+
+class AppearanceSpec(BaseModel):
+    """The appearance of a realistic style: a (low, high) range per parameter, each image draws
+    uniformly inside them. `legacy` has no spec (today's look, byte for byte)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: str = "realistic"
+    version: int = APPEARANCE_VERSION
+    black_range: Range
+    gradient_range: Range
+    band_range: Range
+    tissue_range: Range
+    bone_range: Range
+    cortex_range: Range
+    cortex_mm_range: Range
+    trabecular_range: Range
+    overlap_range: Range
+    tissue_mm_range: Range
+    gamma_range: Range
+    noise_range: Range
+    blur_range: Range
+    vignette_range: Range
+    hand_width_range: Range
+    finger_width_range: Range
+    scaphoid_range: Range
+    joint_gap_range: Range
+    spread_range: Range
+
+    @model_validator(mode="after")
+    def _check(self) -> "AppearanceSpec":
+        if self.mode not in APPEARANCES[:2]:
+            raise ValueError(f"mode must be realistic or randomised, got {self.mode!r}")
+        for name, (limits, *_rest) in APPEARANCE_RANGES.items():
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f"{name}: low {lo} is above high {hi}")
+            if lo < limits[0] or hi > limits[1]:
+                raise ValueError(f"{name}: ({lo}, {hi}) leaves the allowed {limits[0]}..{limits[1]}")
+        return self
+
+    def to_spec(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump().items()}
+
+
+def appearance_spec(mode: str, overrides: dict[str, Any] | None = None) -> AppearanceSpec | None:
+    """The validated appearance of a style (None for legacy); `overrides` replace preset ranges.
+
+    >>> appearance_spec("realistic").tissue_range
+    (50.0, 72.0)
+    """
+    if mode not in APPEARANCES:
+        raise BadInput(f"--appearance must be one of {', '.join(APPEARANCES)}, got {mode!r}", where="synth")
+    overrides = dict(overrides or {})
+    if mode == "legacy":
+        if overrides:
+            raise BadInput(f"--look {sorted(overrides)[0]}: the legacy appearance has no parameters; "
+                           "use --appearance realistic or randomised", where="synth")
+        return None
+    unknown = sorted(set(overrides) - set(APPEARANCE_RANGES))
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(APPEARANCE_RANGES), n=1)
+        raise BadInput(f"--look {unknown[0]}: unknown parameter" + (f" (did you mean {close[0]}?)" if close else "")
+                       + f"; known: {', '.join(APPEARANCE_RANGES)}", where="synth")
+    col = 1 if mode == "realistic" else 2
+    values = {k: v[col] for k, v in APPEARANCE_RANGES.items()}
+    values.update(overrides)
+    try:
+        return AppearanceSpec(mode=mode, **values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        raise BadInput(f"--look {loc + ': ' if loc else ''}{msg}", where="synth") from None
+
+
+@dataclass(frozen=True)
+class RealLook:
+    """The drawn appearance of one image in a realistic style (render.render_realistic)."""
+
+    black: float = 2.0
+    gradient: float = 3.0
+    band: float = 10.0
+    band_px: float = 34.0
+    tissue: float = 58.0
+    bone: float = 132.0
+    cortex: float = 0.25
+    cortex_mm: float = 0.7
+    trabecular: float = 0.12
+    overlap: float = 0.6
+    tissue_mm: float = 5.5
+    gamma: float = 1.0
+    noise: float = 2.0
+    blur: float = 1.3
+    vignette: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,13 +220,21 @@ class ItemPlan:
         return abs(self.pose.wrist_deg) > 1e-9
 
     def meta(self) -> dict[str, Any]:
-        pose = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.pose).items()}
+        pose = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.pose).items()
+                if v is not None}  # hand_width is None in the legacy style: its meta is unchanged
         pose = {k: ([round(x, 3) for x in v] if isinstance(v, list) else round(v, 3))
                 for k, v in pose.items()}
-        return {"synthetic": True, "wrist_rotated": self.rotated, "pose": pose,
-                "edge_cases": sorted(self.edges), "edge_details": self.edges,
-                "exposure": {"gain": round(self.look.gain, 3), "offset": round(self.look.offset, 3),
-                             "gamma": round(self.look.gamma, 3)}}
+        out = {"synthetic": True, "wrist_rotated": self.rotated, "pose": pose,
+               "edge_cases": sorted(self.edges), "edge_details": self.edges}
+        if isinstance(self.look, RealLook):
+            shape = self.person.shape
+            out["appearance"] = {k: round(v, 3) for k, v in asdict(self.look).items()}
+            out["anatomy"] = {"finger_width": round(shape.finger_width, 3),
+                              "scaphoid": round(shape.scaphoid, 3), "joint_gap": round(shape.joint_gap, 3)}
+        else:
+            out["exposure"] = {"gain": round(self.look.gain, 3), "offset": round(self.look.offset, 3),
+                               "gamma": round(self.look.gamma, 3)}
+        return out
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -136,14 +277,46 @@ def draw_person(seed: int, index: int, split: str) -> Person:
 
 def side_shape(shape: HandShape, rng: np.random.Generator) -> HandShape:
     """The same person's other hand: tiny independent differences on top of the mirror image."""
-    return HandShape(
-        scale=shape.scale * float(rng.normal(1.0, 0.005)), width=shape.width,
+    return replace(
+        shape, scale=shape.scale * float(rng.normal(1.0, 0.005)),
         length=tuple(float(x * rng.normal(1.0, 0.008)) for x in shape.length),
         girth=tuple(float(x * rng.normal(1.0, 0.01)) for x in shape.girth),
         carpal_shift=tuple((a + float(rng.normal(0, 0.15)), b + float(rng.normal(0, 0.15)))
-                           for a, b in shape.carpal_shift),
-        carpal_size=shape.carpal_size, wobble=shape.wobble, ray_angle=shape.ray_angle,
-        tissue=shape.tissue)
+                           for a, b in shape.carpal_shift))
+
+
+def _uniform(rng: np.random.Generator, r: tuple[float, float]) -> float:
+    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def realistic_shape(shape: HandShape, app: AppearanceSpec, seed: int, index: int) -> HandShape:
+    """A person's hand in a realistic style: wider finger bones, shorter scaphoid, wider joint
+    spaces, anatomic bone ends, wider length/width variation and thumb abduction (own stream)."""
+    rng = _rng(seed, _ANATOMY, index)
+    return replace(
+        shape, finger_width=_uniform(rng, app.finger_width_range), scaphoid=_uniform(rng, app.scaphoid_range),
+        joint_gap=_uniform(rng, app.joint_gap_range), ends="anatomic",
+        length=tuple(float(x * rng.normal(1.0, 0.03)) for x in shape.length),
+        girth=tuple(float(x * rng.normal(1.0, 0.05)) for x in shape.girth),
+        ray_angle=(shape.ray_angle[0] + float(rng.normal(-8.0, 5.0)),) + tuple(shape.ray_angle[1:]))
+
+
+def realistic_item(plan: "ItemPlan", app: AppearanceSpec, seed: int) -> "ItemPlan":
+    """Placement, spread and look of one image in a realistic style (own stream, same edges)."""
+    rng = _rng(seed, _LOOK, plan.index)
+    u = lambda name: _uniform(rng, getattr(app, name))  # noqa: E731
+    look = RealLook(black=u("black_range"), gradient=u("gradient_range"), band=u("band_range"),
+                    band_px=float(rng.uniform(20, 70)), tissue=u("tissue_range"), bone=u("bone_range"),
+                    cortex=u("cortex_range"), cortex_mm=u("cortex_mm_range"), trabecular=u("trabecular_range"),
+                    overlap=u("overlap_range"), tissue_mm=u("tissue_mm_range"), gamma=u("gamma_range"),
+                    noise=u("noise_range"), blur=u("blur_range"), vignette=u("vignette_range"))
+    if "bright" in plan.edges or "dark" in plan.edges:  # unusual exposures, as in the real data
+        f = float(rng.uniform(1.3, 1.6)) if "bright" in plan.edges else float(rng.uniform(0.45, 0.7))
+        look = replace(look, tissue=min(look.tissue * f, 250.0), bone=min(look.bone * f, 250.0),
+                       black=min(look.black * f + (8.0 if f > 1 else 0.0), 250.0))
+    pose = replace(plan.pose, spread=u("spread_range"), hand_width=u("hand_width_range"),
+                   shift=(float(rng.normal(0, 0.025)), float(np.clip(rng.normal(0.0, 0.025), -0.06, 0.06))))
+    return replace(plan, pose=pose, look=look)
 
 
 def draw_look(rng: np.random.Generator, edges: dict[str, Any]) -> Look:
@@ -242,11 +415,20 @@ def swapped_persons(seed: int, persons: int, n: int) -> dict[int, tuple[str, str
 
 
 def plan_dataset(persons: int, test_persons: int, seed: int, rotated_train: float = 0.12,
-                 rotated_test: float = 0.6, label_swaps: int = 0
+                 rotated_test: float = 0.6, label_swaps: int = 0,
+                 appearance: AppearanceSpec | dict[str, Any] | None = None
                  ) -> tuple[list[ItemPlan], dict[str, PersonMeta]]:
-    """The plans of every image (train persons first, then test) and the sheet rows."""
+    """The plans of every image (train persons first, then test) and the sheet rows.
+
+    `appearance` None is the legacy style; a realistic style keeps the same persons, poses and
+    edge cases and changes anatomy, placement and look (drawn on streams of their own).
+    """
     everyone = [draw_person(seed, i + 1, "train" if i < persons else "test")
                 for i in range(persons + test_persons)]
+    if isinstance(appearance, dict):  # as recorded in a spec
+        appearance = AppearanceSpec(**appearance)
+    if appearance is not None:
+        everyone = [replace(p, shape=realistic_shape(p.shape, appearance, seed, p.index)) for p in everyone]
     stems = _stems(seed, len(everyone))
     rotated = {"train": _rotated_set(seed, "train", 2 * persons, rotated_train),
                "test": _rotated_set(seed, "test", 2 * test_persons, rotated_test)}
@@ -256,7 +438,8 @@ def plan_dataset(persons: int, test_persons: int, seed: int, rotated_train: floa
         for side, stem in (("R", stem_r), ("L", stem_l)):
             k = counter[person.split]
             counter[person.split] += 1
-            items.append(draw_item(seed, len(items), person, side, stem, k in rotated[person.split]))
+            item = draw_item(seed, len(items), person, side, stem, k in rotated[person.split])
+            items.append(item if appearance is None else realistic_item(item, appearance, seed))
     swaps = swapped_persons(seed, persons, label_swaps)
     if swaps:
         items = [replace(it, edges={**it.edges, "label_swap": {"labels": list(swaps[it.person.index])}})

@@ -214,3 +214,187 @@ def render(polys: dict[str, np.ndarray], geom: HandGeometry, look, edges: dict[s
     np.clip(idx, 0, LUT_SIZE - 1, out=idx)
     grey = tone_lut(look)[idx.astype(np.uint16)]
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+# ----------------------------------------------------------------------------- realistic styles
+# The realistic and randomised styles (plan.RealLook): a soft-tissue silhouette (fingers, palm
+# with webs, thenar and hypothenar eminences, wrist, forearm) whose projected thickness fades to
+# nothing at the skin, on a near-black background; thin bright cortex and trabecular texture;
+# overlapping bones add less than a full bone each; vignetting, quantum-like noise, blur, and a
+# tone curve with a soft shoulder. Levels are in grey values (0-255) before the gamma, so the
+# parameters read like the statistics they aim at.
+
+TONE_MAX = 400.0  # the lookup table covers linear grey levels 0..TONE_MAX (metal, overlaps)
+KNEE = 215.0      # above this, a soft shoulder instead of clipping
+
+
+def realistic_tone_lut(gamma: float) -> np.ndarray:
+    """uint8 grey for each of LUT_SIZE linear grey levels in [0, TONE_MAX]: identity up to the
+    knee, a soft shoulder above it, then gamma."""
+    x = np.linspace(0.0, TONE_MAX, LUT_SIZE)
+    room = 255.0 - KNEE
+    y = np.where(x < KNEE, x, KNEE + room * (1.0 - np.exp(-(x - KNEE) / room)))
+    y = 255.0 * (np.clip(y, 0.0, 255.0) / 255.0) ** gamma
+    return np.rint(y).astype(np.uint8)
+
+
+def _bone_frame(ring: np.ndarray, axis: tuple[np.ndarray, np.ndarray] | None) -> tuple[float, float]:
+    """(length, mean width) of a bone outline in px, along its axis if it has one."""
+    pts = np.asarray(ring, np.float64)
+    if axis is None:
+        c = pts.mean(axis=0)
+        ev = np.linalg.eigh(np.cov((pts - c).T))[1][:, -1]
+    else:
+        c, ev = axis
+    u = (pts - c) @ ev
+    length = float(np.ptp(u))
+    x, y = pts[:, 0], pts[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    return length, area / max(length, 1e-6)
+
+
+def silhouette_mask(geom: HandGeometry, polys: dict[str, np.ndarray], tissue_mm: float, low: int) -> np.ndarray:
+    """The skin outline of the hand and forearm at `low` px (uint8 0/1), rounded."""
+    f = low / geom.size
+    ppm = geom.px_per_mm * f
+    t = tissue_mm * ppm
+    m = np.zeros((low, low), np.uint8)
+
+    def hull(points: list[np.ndarray], grow: float) -> None:
+        pts = np.vstack(points) * f
+        h = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+        c = h.mean(axis=0)
+        v = h - c
+        h = c + v * (1 + grow / np.maximum(np.hypot(v[:, 0], v[:, 1]), 1e-6))[:, None]
+        cv2.fillPoly(m, [np.rint(h).astype(np.int32)], 1)
+
+    b = geom.bones
+    paths = geom.ray_paths
+    # fingers: each segment a capsule as wide as its bone plus the soft tissue
+    for r, ray in enumerate(RAYS):
+        for j, label in enumerate(ray[::-1]):
+            if j == 0:
+                continue  # metacarpals are inside the palm (thumb: the thenar)
+            a, z = paths[r][j] * f, paths[r][j + 1] * f
+            _, width = _bone_frame(polys[label], geom.axes.get(label))
+            rad = 0.5 * width * f * 1.05 + t * (1.0 - 0.12 * j)
+            cv2.line(m, tuple(int(v) for v in np.rint(a)), tuple(int(v) for v in np.rint(z)), 1,
+                     thickness=max(1, int(round(2 * rad))))
+            if j == len(ray) - 1:
+                cv2.circle(m, tuple(int(v) for v in np.rint(z)), max(1, int(round(0.9 * rad))), 1, -1)
+    # palm up to the finger webs (a third of the proximal phalanges)
+    webs = [(p[1] + 0.33 * (p[2] - p[1]))[None] for p in paths[1:]]
+    hull([b[k] for k in ("finger-7", "finger-11", "finger-15", "finger-19", "Trapezoid", "Capitate", "Hamate")]
+         + webs, t + 1.0 * ppm)
+    # thenar eminence and the thumb web: thumb metacarpal, half its proximal phalanx, index base
+    hull([b["finger-3"], b["Trapezium"], b["Scaphoid"], (paths[0][1] + 0.4 * (paths[0][2] - paths[0][1]))[None],
+          (paths[1][0] + 0.55 * (paths[1][1] - paths[1][0]))[None]], t + 2.5 * ppm)
+    # hypothenar eminence
+    hull([b["finger-19"], b["Hamate"], b["Pisiform"], b["Triquetrum"]], t + 3.5 * ppm)
+    # wrist and forearm: carpus and the forearm bones (clipped at the bottom edge)
+    near = [p[p[:, 1] < geom.size * 2] for p in (polys["Radius"], polys["Ulna"])]
+    hull([b[k] for k in ("Scaphoid", "Lunate", "Triquetrum", "Pisiform")] + near, t + 3.0 * ppm)
+    # round the corners (webs, wrist) the way skin does
+    soft = cv2.GaussianBlur(m.astype(np.float32), (0, 0), max(0.6, 2.5 * ppm))
+    return (soft > 0.45).astype(np.uint8)
+
+
+def tissue_thickness(mask: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Projected soft-tissue thickness (0..1) from the skin outline: a rounded cross-section
+    (zero at the skin, fading in), thicker where the body is wider (palm, forearm)."""
+    d = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    r = max(7.0 * px_per_mm, 1.0)
+    x = np.minimum(d / r, 1.0)
+    cyl = np.sqrt(x * (2.0 - x))
+    return (0.62 * cyl ** 1.4 + 0.38 * np.minimum(d / (3.5 * r), 1.0)).astype(np.float32)
+
+
+def _draw_bones_realistic(canvas: np.ndarray, count: np.ndarray, polys: dict[str, np.ndarray],
+                          geom: HandGeometry, look) -> None:
+    """Per bone: thin bright cortex, a darker medulla along the shaft of long bones."""
+    size = geom.size
+    ppm = geom.px_per_mm
+    for label, ring in polys.items():
+        ring = np.asarray(ring, np.int32)
+        x0, y0 = np.maximum(ring.min(axis=0) - 2, 0)
+        x1, y1 = np.minimum(ring.max(axis=0) + 3, size)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [(ring - [x0, y0]).reshape(-1, 1, 2)], 1)
+        pad = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        dist = cv2.distanceTransform(pad, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+        if label in FOREARM:
+            cortex, medulla = 2.2 * look.cortex_mm * ppm, 0.45
+        elif label in CARPALS:
+            cortex, medulla = 0.6 * look.cortex_mm * ppm, 0.12
+        else:
+            _, width = _bone_frame(ring, geom.axes.get(label))
+            cortex, medulla = look.cortex_mm * ppm * min(1.4, max(0.6, width / (8.0 * ppm))), 0.55
+        cortex = max(cortex, 0.6)
+        rim, inner = _bone_profile(dist, cortex, medulla)
+        if label in geom.axes and label not in FOREARM:
+            # the medulla is a shaft feature: the ends are cancellous (trabecular), not hollow
+            c, d = geom.axes[label]
+            half = np.abs((ring - c) @ d).max()
+            u = (np.arange(x0, x1, dtype=np.float32)[None, :] - c[0]) * d[0] \
+                + (np.arange(y0, y1, dtype=np.float32)[:, None] - c[1]) * d[1]
+            ends = np.clip((np.abs(u) - 0.45 * half) / (0.3 * half), 0.0, 1.0)
+            inner = inner + (1.0 - inner) * ends
+        val = (inner + look.cortex * rim) * mask
+        canvas[y0:y1, x0:x1] += val
+        count[y0:y1, x0:x1] += mask
+
+
+def render_realistic(polys: dict[str, np.ndarray], geom: HandGeometry, look, edges: dict[str, Any],
+                     rng: np.random.Generator) -> np.ndarray:
+    """The 3-channel 8-bit image of one posed hand in a realistic style (`look`: plan.RealLook)."""
+    size = geom.size
+    low = min(size, max(160, size // 4))
+    half = max(16, size // 2)
+    # soft tissue: the silhouette's thickness, with slow variations of density
+    mask = silhouette_mask(geom, polys, look.tissue_mm, low)
+    thick = tissue_thickness(mask, geom.px_per_mm * low / geom.size)
+    slow = cv2.resize(rng.standard_normal((6, 6), dtype=np.float32), (low, low), interpolation=cv2.INTER_CUBIC)
+    thick *= 1.0 + 0.06 * slow
+    thick = cv2.GaussianBlur(thick, (0, 0), 0.8)
+    tissue = cv2.resize(thick, (size, size), interpolation=cv2.INTER_LINEAR)
+    # bones: average layer brightness times the effective number of layers (overlap density)
+    bones = np.zeros((size, size), np.float32)
+    count = np.zeros((size, size), np.float32)
+    _draw_bones_realistic(bones, count, polys, geom, look)
+    # trabecular texture: band-pass grain about a millimetre across, fading on small images
+    tex = rng.standard_normal((half, half), dtype=np.float32)
+    s1 = max(0.5, 0.45 * geom.px_per_mm * half / size)
+    tex = cv2.GaussianBlur(tex, (0, 0), s1) - cv2.GaussianBlur(tex, (0, 0), 3 * s1)
+    tex *= 1.0 / max(float(tex.std()), 1e-6)
+    tex = cv2.resize(tex, (size, size), interpolation=cv2.INTER_LINEAR)
+    amp = look.trabecular * min(1.0, size / 1024.0)
+    layers = np.maximum(count, 1.0)
+    bones *= (1.0 + look.overlap * (layers - 1.0)) / layers
+    bones *= 1.0 + amp * tex
+    metal = np.zeros((size, size), np.float32)
+    _draw_edges(metal, geom, edges, rng)
+    # compose in grey levels: background, tissue, bone over tissue, metal
+    y = np.arange(size, dtype=np.float32)[:, None]
+    band_px = look.band_px * size / 2048.0
+    background = look.black + look.gradient * (y / size) \
+        + look.band / (1.0 + np.exp(np.minimum((y - band_px) / max(band_px * 0.15, 0.5), 60.0)))
+    img = look.tissue * tissue
+    img += (look.bone - 0.8 * look.tissue) * bones
+    img += 320.0 * metal
+    img += background
+    if look.vignette > 0:
+        c = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / (size / 2)
+        img *= 1.0 - look.vignette * 0.5 * (c[None, :] ** 2 + c[:, None] ** 2)
+    sigma = look.blur * size / 2048.0
+    if sigma >= 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    # quantum-like noise: stronger where more signal passed, drawn at half size (grain)
+    noise = cv2.resize(rng.standard_normal((half, half), dtype=np.float32), (size, size),
+                       interpolation=cv2.INTER_LINEAR)
+    img += noise * (look.noise * 1.4) * np.sqrt(np.maximum(img, 4.0) * (1.0 / 128.0))
+    idx = img * ((LUT_SIZE - 1) / TONE_MAX)
+    np.clip(idx, 0, LUT_SIZE - 1, out=idx)
+    grey = realistic_tone_lut(look.gamma)[idx.astype(np.uint16)]
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
