@@ -19,7 +19,6 @@ identical bytes.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Sequence, Union
@@ -35,7 +34,6 @@ from xaug.store.hashing import canonical_json
 if TYPE_CHECKING:  # the store is only needed when a pipeline runs
     from xaug.store import Dataset, Store
 
-NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 # Decoded source images a worker keeps (rotate --per-image K decodes each source once).
 IMAGE_CACHE = 4
 
@@ -59,7 +57,9 @@ class PipelineBase(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, v: str) -> str:
-        if not re.fullmatch(NAME_PATTERN, v) or re.search(r"_v\d+$", v):
+        from xaug.store.store import is_plain_name
+
+        if not is_plain_name(v):
             raise ValueError(f"{v!r} is not a plain name: letters, digits, '_' or '-', starting with a "
                              "letter, at most 64 characters, not ending in _v<N> (the store numbers versions)")
         return v

@@ -2,7 +2,7 @@
 
 On a terminal (stderr is a TTY) it draws a tqdm bar. When stderr goes to a file or a CI log it
 prints one line every few seconds (`synth: 120/800 (15%) 3.2/s, ~3m left`) and a last line when
-the work ends, instead of redrawing a bar. Disabled, it does nothing.
+work that took longer than that ends, instead of redrawing a bar. Disabled, it does nothing.
 
 >>> with Progress(10, "demo", enabled=False) as bar:
 ...     for _ in range(10):
@@ -73,8 +73,8 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.done > self._first:
-            self._line(final=True)
+        elif self.done > self._first and time.monotonic() - self._start >= self.every_s:
+            self._line(final=True)  # work that took a moment: say how long (a short one stays quiet)
         self.enabled = False
 
     def __enter__(self) -> "Progress":

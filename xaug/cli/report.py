@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _jobs(jobs: Optional[int]) -> int:
-    import os
+    from xaug.store.work import resolve_jobs  # the one default: the cores this process may use
 
-    return max(1, jobs or os.cpu_count() or 1)
+    return resolve_jobs(jobs)
 
 
 def eda_cmd(

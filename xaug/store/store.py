@@ -30,8 +30,14 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 VERSIONED_RE = re.compile(r"^(?P<base>.+)_v(?P<n>\d+)$")
 
 
+def is_plain_name(name: str) -> bool:
+    """The one name rule: letters, digits, '_' or '-', starting with a letter, at most 64
+    characters, not ending in _v<N> (the store numbers versions)."""
+    return bool(NAME_RE.match(name or "")) and not VERSIONED_RE.match(name)
+
+
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name or "") or VERSIONED_RE.match(name):
+    if not is_plain_name(name):
         raise BadInput("dataset names are plain identifiers (letters, digits, '_' or '-', starting "
                        "with a letter, not ending in _v<N>); choose another --name", where=repr(name))
     return name
@@ -874,11 +880,9 @@ def person_folds_for(persons: list[str], meta: dict[str, PersonMeta], k: int, se
 
 
 def _progress(iterable: Iterable, enabled: bool, what: str, total: int | None = None):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
+    from xaug.progress import Progress
 
-    return tqdm(iterable, desc=what, total=total, unit="file", leave=False, disable=None)
+    return Progress.wrap(iterable, what, enabled=enabled, total=total, unit="file")
 
 
 # ---------------------------------------------------------------- building derived versions
@@ -908,11 +912,6 @@ class Builder:
 
     def add_item(self, image_relpath: str, image: bytes | Path, label: bytes | None = None, **fields) -> dict:
         return stage_item(self.staging, image_relpath, image, label, **fields)
-
-    def adopt(self, record: dict) -> None:
-        """Accept a record returned by stage_item in a worker (already on disk: nothing to do)."""
-        if not self.has_item(record["image"]["path"]):
-            raise XaugError(f"staged item {record['image']['path']} has no record on disk")
 
     def reference(self, sample_or_item: Sample | dict[str, Any]) -> None:
         """Include an item of the source version without copying its bytes."""
