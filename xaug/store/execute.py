@@ -23,11 +23,12 @@ N workers and a cluster write identical versions.
 from __future__ import annotations
 
 import errno
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from xaug.errors import BadInput, XaugError
+from xaug.errors import BadInput
 from xaug.progress import Progress
 from xaug.store.backends import get_backend
 from xaug.store.work import (CHUNK, MadeItem, chunk_size, chunks, default_jobs, resolve_jobs, run_chunk,  # noqa: F401
@@ -56,6 +57,7 @@ class BuildResult:
     made: int = 0                 # items produced by this run
     resumed: int = 0              # items an earlier, interrupted run had already staged
     referenced: int = 0           # source items listed by reference
+    timings: dict[str, float] = field(default_factory=dict)   # seconds: lock, make, commit
 
     def summary(self) -> str:
         ds = self.dataset
@@ -135,18 +137,18 @@ def _disk_error(exc: OSError, where: Path) -> BadInput:
 def build(store, request: BuildRequest, tasks: Sequence, make_item: Callable[[Any], MadeItem], *,
           relpath: Callable[[Any], str] = lambda t: t.relpath, persons: dict | None = None,
           references: Iterable = (), jobs: int | None = None, progress: bool = False,
-          label: str | None = None, backend: Any = None,
-          configure: Callable[[Any], None] | None = None) -> BuildResult:
+          label: str | None = None, backend: Any = None) -> BuildResult:
     """Make the version `request` describes from `tasks`, unless its plan already made it.
 
     Under the plan's lock: find an existing version made by the same plan (a concurrent identical
     command finished first: a cache hit), else stage the tasks not staged yet, list `references`
     (source items, no bytes copied), write the person sheet and commit atomically.
-    `configure(builder)` may set what the builder records (e.g. folds of a source dataset).
+    `BuildResult.timings` says where the time went (lock wait, making items, commit).
     """
     existing = store.find_plan(request.plan_key)
     if existing is not None:
         return BuildResult(existing, cached=True)
+    t0 = time.perf_counter()
     with store.build(name=request.name, kind=request.kind, plan_key=request.plan_key, source=request.source,
                      spec=request.spec, seed=request.seed) as b:
         existing = store.find_plan(request.plan_key)  # made while we waited for the lock
@@ -155,8 +157,7 @@ def build(store, request: BuildRequest, tasks: Sequence, make_item: Callable[[An
 
             shutil.rmtree(b.stage_root, ignore_errors=True)  # the empty folder the builder made
             return BuildResult(existing, cached=True)
-        if configure is not None:
-            configure(b)
+        t1 = time.perf_counter()
         todo = [t for t in tasks if not b.has_item(relpath(t))]
         resumed = len(tasks) - len(todo)
         refs = list(references)
@@ -170,6 +171,7 @@ def build(store, request: BuildRequest, tasks: Sequence, make_item: Callable[[An
                 raise
             prune_unfinished(b.stage_root)
             raise _disk_error(exc, b.stage_root) from None
+        t2 = time.perf_counter()
         if persons is not None:
             b.set_persons(persons)
         try:
@@ -178,8 +180,6 @@ def build(store, request: BuildRequest, tasks: Sequence, make_item: Callable[[An
             if exc.errno not in DISK_ERRNOS:
                 raise
             raise _disk_error(exc, b.stage_root) from None
-    return BuildResult(ds, cached=False, made=len(todo), resumed=resumed, referenced=len(refs))
-
-
-class BuildError(XaugError):
-    """A task failed in a way that is not the user's input (a worker died, ...)."""
+    t3 = time.perf_counter()
+    return BuildResult(ds, cached=False, made=len(todo), resumed=resumed, referenced=len(refs),
+                       timings={"lock": t1 - t0, "make": t2 - t1, "commit": t3 - t2})

@@ -1,0 +1,120 @@
+"""Scaling benchmark: 1 -> 2 local workers, and the dask backend against local, same work.
+
+Whole-process timings of the real commands (`python -m xaug rotate|mosaic ... --jobs J -q`) on
+synthetic 2048x2048 images, each a fresh seed (no cache hit), median of --repeat runs, plus an
+in-process breakdown of one run (planning, pool start-up + making items, commit) so the part
+that does not scale is visible.
+
+    python benchmarks/bench_scale.py --persons 19 --repeat 3            # 38 images
+    python benchmarks/bench_scale.py --persons 150 --repeat 2 --no-dask # 300 images
+
+Dask: a LocalCluster with the same number of worker processes (one thread each) is started once
+and its address passed with --scheduler, as users do with a running cluster; both storage modes
+(shared: workers write into the store; bytes: workers return the files) are timed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run(home: Path, *args: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "xaug", *args, "--home", str(home), "-q"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def breakdown(home: Path, op: str, n: int, jobs: int, seed: int) -> dict[str, float]:
+    """One in-process run with the engine's phase timings (planning measured here)."""
+    from xaug import pipeline as P
+    from xaug.store import Store
+
+    store = Store(home)
+    step = {"op": "rotate", "pivot": "wrist"} if op == "rotate" else {"op": "mosaic", "n": n}
+    spec = P.parse_pipeline({"name": f"b{op}{jobs}", "seed": seed, "steps": [step]})
+    t0 = time.perf_counter()
+    plan = P.make_plan(store, spec)
+    t_plan = time.perf_counter() - t0
+    res = P.run_pipeline(store, spec, jobs=jobs, progress=False)
+    total = time.perf_counter() - t0
+    return {"plan": round(t_plan, 3), **{k: round(v, 3) for k, v in res.timings.items()},
+            "total": round(total, 3), "items": len(plan.tasks)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--persons", type=int, default=19, help="training persons (2 images each)")
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("bench-out/scale.json"))
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="xaug-scale-"))
+    home = work / "store"
+    t = run(home, "synth", "--persons", str(args.persons), "--test-persons", "1", "--size", str(args.size),
+            "--jobs", str(args.jobs))
+    print(f"synth: {t:.1f} s", file=sys.stderr)
+    from xaug.store import Store
+
+    raw = Store(home).open("raw")
+    n_src = len(raw.samples(split="train", role="train", load=False))
+    cluster = None
+    if not args.no_dask:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, dashboard_address=None)
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "platform": platform.platform()},
+                     "persons": args.persons, "size": args.size, "sources": n_src, "repeat": args.repeat,
+                     "ops": {}}
+    seed = 100
+    for op in ("rotate", "mosaic"):
+        n = n_src
+        common = ["--pivot", "wrist"] if op == "rotate" else ["--n", str(n)]
+        times: dict[str, list[float]] = {}
+        variants = [("local-1", ["--jobs", "1"]), (f"local-{args.jobs}", ["--jobs", str(args.jobs)])]
+        if cluster is not None:
+            for storage in ("shared", "bytes"):
+                variants.append((f"dask-{args.jobs}-{storage}", ["--backend", "dask", "--scheduler",
+                                                                 cluster.scheduler_address, "--storage", storage]))
+        for _ in range(args.repeat):
+            for label, flags in variants:  # interleaved: a busy spell hits every variant alike
+                seed += 1
+                t = run(home, op, *common, "--seed", str(seed), "--name", f"{op}{seed}", *flags)
+                times.setdefault(label, []).append(t)
+                print(f"{op} {label}: {t:.2f} s", file=sys.stderr)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        entry = {"items": n, "median_s": {k: round(v, 2) for k, v in med.items()},
+                 "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
+                 "speedup_1_to_n": round(med["local-1"] / med[f"local-{args.jobs}"], 2)}
+        for storage in ("shared", "bytes"):
+            key = f"dask-{args.jobs}-{storage}"
+            if key in med:
+                entry[f"dask_{storage}_overhead_pct"] = round(100 * (med[key] / med[f"local-{args.jobs}"] - 1), 1)
+        seed += 1
+        entry["breakdown_1"] = breakdown(home, op, n, 1, seed)
+        seed += 1
+        entry["breakdown_n"] = breakdown(home, op, n, args.jobs, seed)
+        results["ops"][op] = entry
+    if cluster is not None:
+        cluster.close()
+    shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
