@@ -221,3 +221,44 @@ def test_polygon_convention_round_trip_and_mask_tracing():
     traced = polygon_mask(rings[0], (SIZE, SIZE)).astype(bool)
     assert 2 * (traced & disk).sum() / (traced.sum() + disk.sum()) >= 0.98
     assert np.array_equal(polygon_mask(mask_to_rings(disk, tolerance=0)[0], (SIZE, SIZE)).astype(bool), disk)
+
+
+def test_labelme_style_jpeg_and_person_folders(tmp_path):
+    """labelme2coco-like input: JPEG images in per-person folders, float polygons, no xaug fields."""
+    root = tmp_path / "lm"
+    for person in ("ID007", "ID008"):
+        (root / person).mkdir(parents=True)
+        for side in "LR":
+            cv2.imwrite(str(root / person / f"img_{person}_{side}.jpg"), np.full((64, 64, 3), 90, np.uint8))
+    images, anns = [], []
+    for i, p in enumerate(sorted(root.glob("*/*.jpg")), 1):
+        images.append({"id": i, "file_name": p.relative_to(root).as_posix(), "height": 64, "width": 64})
+        anns.append({"id": i, "image_id": i, "category_id": 0, "iscrowd": 0,
+                     "segmentation": [[10.5, 10.5, 40.5, 12.0, 30.0, 50.25]], "area": 0, "bbox": [0, 0, 0, 0]})
+    (root / "coco.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                "categories": [{"id": 0, "name": "Capitate", "supercategory": None}]}))
+    r = runner.invoke(app, ["import", str(root), "--format", "coco", "--coco-json", str(root / "coco.json"),
+                            "--name", "lm", "--folds", "2", "--home", str(tmp_path / "home"), "-q"])
+    assert r.exit_code == 0, r.output
+    ds = xaug.open("lm", home=tmp_path / "home")
+    assert sorted({it.person for it in ds}) == ["ID007", "ID008"] and {it.side for it in ds} == {"L", "R"}
+    assert ds.split_info["k"] == 2 and len({it.fold for it in ds}) == 2  # both hands of a person in one fold
+    assert all(it.meta["converted_to_png_from"] == "jpg" and it.meta["coco"] == {"converted_polygons": 1} for it in ds)
+    item = ds.items()[0]
+    assert item.image_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and item.path == f"train/DCM/{item.person}/{item.stem}.png"
+    (poly,) = item.annotations()
+    assert poly.label == "Capitate" and poly.points.dtype == np.float64 and len(poly.points) == 3
+
+
+def test_cli_import_flags(tmp_path):
+    coco = _cvat_folder(tmp_path / "cvat", extra_category=None)
+    home = str(tmp_path / "home")
+    r = runner.invoke(app, ["import", str(tmp_path / "cvat"), "--coco-json", str(coco), "--home", home])
+    assert r.exit_code == 2 and "'--coco-json': only with --format coco" in r.output
+    r = runner.invoke(app, ["import", str(tmp_path / "cvat"), "--format", "coco", "--rehash", "--home", home])
+    assert r.exit_code == 2 and "'--rehash': only with --format competition" in r.output
+    r = runner.invoke(app, ["import", str(tmp_path / "cvat"), "--format", "voc", "--home", home])
+    assert r.exit_code == 2 and "must be competition or coco, not 'voc'" in r.output
+    r = runner.invoke(app, ["import", str(tmp_path / "cvat"), "--format", "coco", "--rle-tolerance", "-1",
+                            "--home", home])
+    assert r.exit_code == 2 and "--rle-tolerance is a distance in pixels from 0 to 10, got -1.0" in r.output
