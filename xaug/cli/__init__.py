@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 # Command groups, registered in this order (each module: `def register(app): ...`).
-COMMAND_MODULES = ("store", "synth", "augment", "train", "report", "demo")
+COMMAND_MODULES = ("store", "synth", "augment", "train", "report", "demo", "ablate")
 
 
 def _register_all() -> None:

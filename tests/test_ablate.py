@@ -1,0 +1,236 @@
+"""`xaug ablate`: the paired bootstrap (known answers), step equalising, the spec, and a tiny
+ablation end to end that is killed midway and resumed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from trainer.ablate import (analyse, equal_epochs, exact_steps_hint, image_subsets, load_ablation,
+                            parse_ablation, BootstrapSettings, Scores)
+from trainer.bootstrap import paired_bootstrap, resample_counts, seed_spread
+from xaug.cli import app
+from xaug.classes import CLASSES
+from xaug.errors import BadInput
+from xaug.model import Sample
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- bootstrap (pure)
+
+def test_bootstrap_two_images_gives_the_exact_percentiles():
+    # d = (0, 1): a resample's mean is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4, so the
+    # 2.5% and 97.5% percentiles are exactly 0 and 1, and the estimate is 1/2
+    iv = paired_bootstrap(np.array([[0.0, 1.0]]), resamples=20_000, seed=3)
+    assert iv.estimate[0] == pytest.approx(0.5)
+    assert (iv.low[0], iv.high[0]) == (0.0, 1.0)
+    assert not iv.excludes_zero()[0]
+
+
+def test_bootstrap_interval_matches_the_normal_theory_width():
+    # for n images with population sd s, the bootstrap sd of the mean is s / sqrt(n) (ddof=0)
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.03, 0.1, size=(1, 400))
+    iv = paired_bootstrap(d, resamples=20_000, seed=0)
+    half = 1.959964 * d.std() / np.sqrt(d.shape[1])
+    assert iv.estimate[0] == pytest.approx(d.mean())
+    assert iv.low[0] == pytest.approx(d.mean() - half, abs=0.08 * half)
+    assert iv.high[0] == pytest.approx(d.mean() + half, abs=0.08 * half)
+    assert iv.excludes_zero()[0]
+
+
+def test_bootstrap_is_paired_by_image_and_seed():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.95, size=(3, 60))       # images differ a lot, seeds too
+    cand = base + 0.01                                 # every (seed, image) pair gains exactly 0.01
+    iv = paired_bootstrap(cand - base, resamples=2000, seed=0)
+    assert iv.low[0] == pytest.approx(0.01) and iv.high[0] == pytest.approx(0.01)
+    # opposite effects under two seeds cancel per image: a resampled image brings both seeds
+    x = rng.uniform(0, 0.2, size=60)
+    iv = paired_bootstrap(np.stack([x, -x]), resamples=2000, seed=0)
+    assert abs(iv.low[0]) < 1e-12 and abs(iv.high[0]) < 1e-12
+
+
+def test_bootstrap_columns_share_draws_and_reject_bad_input():
+    counts = resample_counts(5, 300, seed=0)
+    assert counts.shape == (300, 5) and (counts.sum(axis=1) == 5).all()
+    d = np.arange(10.0).reshape(1, 5, 2)
+    iv = paired_bootstrap(d, counts=counts)
+    assert iv.estimate.tolist() == [4.0, 5.0]
+    assert iv.high[1] - iv.high[0] == pytest.approx(1.0)  # same draws: shifted by exactly 1
+    with pytest.raises(ValueError, match="no images"):
+        paired_bootstrap(np.zeros((2, 0)))
+    with pytest.raises(ValueError, match="counts are for 5 images"):
+        paired_bootstrap(np.zeros((1, 4)), counts=counts)
+
+
+def test_seed_spread():
+    assert seed_spread([0.5, 0.7]) == {"mean": 0.6, "std": pytest.approx(0.141421356), "min": 0.5, "max": 0.7,
+                                       "n": 2}
+    assert seed_spread([0.5])["std"] == 0.0
+
+
+# ---------------------------------------------------------------- planning and analysis
+
+def test_equal_epochs_and_exact_steps():
+    assert equal_epochs(50, 8, 288) == (48, 288)
+    assert equal_epochs(150, 8, 288) == (16, 288)
+    assert equal_epochs(114, 8, 288) == (21, 294)   # 14 steps per epoch: nearest whole epoch
+    assert equal_epochs(5, 8, 10) == (10, 10)        # one (partial) batch per epoch
+    assert exact_steps_hint([6, 12, 14], 300) == 336  # lcm 84: 4 x 84 is nearest
+    assert exact_steps_hint([6, 12, 18], 10) == 36   # never below one common multiple
+
+
+def _sample(i: int, meta: dict) -> Sample:
+    return Sample(relpath=f"test/DCM/ID{i:03d}/im{i}.png", image_path=Path("x"), person=f"ID{i:03d}",
+                  split="test", meta=meta)
+
+
+def test_image_subsets_follow_the_recorded_meta():
+    samples = [_sample(0, {"wrist_rotated": True, "edge_cases": ["ring"]}),
+               _sample(1, {"wrist_rotated": False, "edge_cases": []}),
+               _sample(2, {"wrist_rotated": True, "edge_cases": ["implant", "ring"]})]
+    subsets = {k: v.tolist() for k, v in image_subsets(samples).items()}
+    assert subsets == {"all": [True, True, True], "wrist_rotated": [True, False, True],
+                       "upright": [False, True, False], "edge:implant": [False, False, True],
+                       "edge:ring": [True, False, True], "no_edge_case": [False, True, False]}
+    assert list(image_subsets([_sample(0, {})])) == ["all"]  # imported data records nothing
+
+
+def test_analyse_reports_differences_that_match_the_means():
+    rng = np.random.default_rng(0)
+    images = [f"im{i}.png" for i in range(6)]
+    seeds = [0, 1]
+    scores = {a: {s: Scores(images, rng.uniform(0.3, 0.9, size=(6, len(CLASSES)))) for s in seeds}
+              for a in ("base", "cand")}
+    subsets = {"all": np.ones(6, bool), "first": np.arange(6) < 2}
+    res = analyse(scores, ["base", "cand"], seeds, subsets, BootstrapSettings(resamples=500))
+    for name, mask in subsets.items():
+        e = res[name]
+        assert e["images"] == int(mask.sum())
+        means = {a: np.mean([scores[a][s].dice[mask].mean() for s in seeds]) for a in ("base", "cand")}
+        d = e["differences"]["cand"]
+        assert d["diff"] == pytest.approx(means["cand"] - means["base"], abs=2e-6)
+        assert d["low"] <= d["diff"] <= d["high"]
+        assert e["arms"]["base"]["mean"] == pytest.approx(means["base"], abs=2e-6)
+        assert len(d["per_seed"]) == 2 and set(d["per_class"]) == set(CLASSES)
+
+
+# ---------------------------------------------------------------- the spec
+
+def _tiny_spec(**over) -> dict:
+    spec = {
+        "name": "tiny",
+        "dataset": "raw",
+        "candidates": [
+            {"name": "wrist", "pipeline": {"include_source": True, "steps": [
+                {"op": "rotate", "pivot": "wrist", "angles": [-40, 40], "per_image": 1}]}},
+            {"name": "flip", "pipeline": {"include_source": True, "steps": [{"op": "flip"}]}},
+        ],
+        "seeds": 2,
+        "train": {"steps": 4, "size": 64, "batch": 4, "width": 4, "depth": 3, "workers": 0,
+                  "aug": {"hflip": 0.0}},
+        "bootstrap": {"resamples": 200},
+    }
+    spec.update(over)
+    return spec
+
+
+def test_spec_problems_are_one_line_each_and_name_the_key(tmp_path):
+    bad = _tiny_spec(seeds=[1, 1], extra_key=1)
+    bad["candidates"][0]["version"] = "raw"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    with pytest.raises(BadInput) as exc:
+        load_ablation(path)
+    text = "\n".join(exc.value.lines())
+    assert "extra_key: unknown key" in text and "(line" in text
+    assert "either 'version' or 'pipeline'" in text
+    with pytest.raises(BadInput, match="invalid pipeline") as exc:
+        parse_ablation(_tiny_spec(candidates=[{"name": "x", "pipeline": {"steps": [{"op": "rotte"}]}}]))
+    assert any("steps.0.op" in p and "rotate" in p for p in exc.value.problems)
+    result = runner.invoke(app, ["ablate", str(path), "--check"])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    schema = json.loads(runner.invoke(app, ["schema", "ablate"]).output)
+    assert schema["title"] == "xaug ablation" and "candidates" in schema["properties"]
+
+
+# ---------------------------------------------------------------- end to end, killed and resumed
+
+def _ablate_cmd(spec: Path, home: Path, tmp: Path) -> list[str]:
+    return ["ablate", str(spec), "--home", str(home), "--runs", str(tmp / "runs"), "--out",
+            str(tmp / "report"), "--device", "cpu", "--jobs", "1"]
+
+
+def test_ablate_end_to_end_resumes_after_a_kill(store_copy, tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(_tiny_spec(), sort_keys=False))
+    args = _ablate_cmd(spec, store_copy, tmp_path)
+    runs = tmp_path / "runs"
+
+    # killed (SIGKILL, nothing to clean up) as soon as the first run is trained and scored
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "xaug", *args, "-q"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 240
+    try:
+        while not list(runs.glob("*/ablate_scores_test.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "the first run did not finish in time"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    first = next(runs.glob("*/ablate_scores_test.json")).parent
+    before = (first / "last.pt").stat().st_mtime_ns
+    assert not (tmp_path / "report" / "ablate.json").exists()
+
+    result = runner.invoke(app, [*args, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    states = {Path(r["run_dir"]).name: r["state"] for r in report["runs"]}
+    assert states[first.name] == "reused" and len(states) == 6
+    assert (first / "last.pt").stat().st_mtime_ns == before
+
+    # equal steps, every arm, both splits, subsets from the recorded meta
+    assert report["equal_steps"] and {a["steps"] for a in report["arms"].values()} == {4}
+    assert report["arms"]["wrist"]["epochs"] == 1 and report["arms"]["baseline"]["epochs"] == 2
+    assert report["baseline"] == "baseline" and report["candidates"] == ["wrist", "flip"]
+    test = report["splits"]["test"]["subsets"]
+    assert {"all", "wrist_rotated", "upright"} <= set(test)
+    for subset in test.values():
+        for cand in ("wrist", "flip"):
+            d = subset["differences"][cand]
+            means = subset["arms"]
+            assert d["diff"] == pytest.approx(means[cand]["mean"] - means["baseline"]["mean"], abs=1e-5)
+            assert d["low"] <= d["diff"] + 1e-9 and d["diff"] <= d["high"] + 1e-9
+            assert len(d["per_seed"]) == 2
+    out = tmp_path / "report"
+    rows = (out / "ablate.csv").read_text().splitlines()
+    assert rows[0].startswith("split,subset,images,class,arm")
+    assert len(rows) - 1 == sum(len(s["subsets"]) for s in report["splits"].values()) * 3 * 30
+    assert "<table" in (out / "index.html").read_text()
+    for split in ("val", "test"):
+        for kind in ("subsets", "classes"):
+            assert (out / f"diff_{kind}_{split}.png").stat().st_size > 5_000
+
+    # a third call trains nothing and prints the same numbers as a table
+    again = runner.invoke(app, [*args, "-q"])
+    assert again.exit_code == 0, again.output
+    assert "test split" in again.stdout and "baseline" in again.stdout
+    report2 = json.loads((out / "ablate.json").read_text())
+    assert all(r["state"] == "reused" for r in report2["runs"])
+    assert report2["splits"] == report["splits"]
