@@ -92,30 +92,18 @@ class ExportResult:
 
 
 class Progress:
-    """The shared progress reporter when it is there, else a tqdm bar on a terminal (or nothing)."""
+    """The shared progress reporter (`xaug.progress`): a bar on a terminal, short lines in a log."""
 
     def __init__(self, total: int, label: str, enabled: bool):
-        self._p = None
-        if not enabled:
-            return
-        try:
-            from xaug.progress import Progress as Shared
-        except ImportError:  # pragma: no cover - older trees
-            Shared = None
-        if Shared is not None:
-            self._p = Shared(total, label, enabled=True, unit="img")
-        else:  # pragma: no cover
-            from tqdm import tqdm
+        from xaug.progress import Progress as Shared
 
-            self._p = tqdm(total=total, desc=label, unit="img", leave=False, disable=None)
+        self._p = Shared(total, label, enabled=enabled, unit="img")
 
     def advance(self, n: int = 1) -> None:
-        if self._p is not None:
-            (self._p.advance if hasattr(self._p, "advance") else self._p.update)(n)
+        self._p.advance(n)
 
     def close(self) -> None:
-        if self._p is not None:
-            self._p.close()
+        self._p.close()
 
 
 def parse_splits(splits: Sequence[str] | str | None) -> list[str] | None:
