@@ -583,6 +583,10 @@ def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool =
     existing = store.find_plan(plan_key(spec, source.id))
     if existing is not None:  # decided before a single label or pixel is read
         return RunResult(existing, cached=True)
+    from xaug.store.backends import get_backend
+
+    backend = get_backend(backend)
+    backend.warm(jobs)  # the pool starts while this process plans
     plan = make_plan(store, spec, source)
     request = BuildRequest(spec.name, plan.kind, plan.key, plan.source, resolved_spec(spec), spec.seed)
     return build(store, request, sourced_tasks(plan, plan.tasks), PipelineMaker(), persons=_persons(plan),

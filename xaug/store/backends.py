@@ -20,6 +20,7 @@ dask storage modes:
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from xaug.errors import BadInput, XaugError
-from xaug.store.work import chunk_size, chunks, resolve_jobs, run_chunk, stage_made, worker_chunk
+from xaug.store.work import chunk_size, chunks, resolve_jobs, run_chunk, stage_made, warm_worker, worker_chunk
 
 STORAGE_MODES = ("auto", "shared", "bytes")
 _BACKENDS: dict[str, type] = {}
@@ -103,9 +104,31 @@ class LocalBackend:
 
     def __init__(self, choice: BackendChoice | None = None):
         self.choice = choice or BackendChoice()
+        self._warming: threading.Thread | None = None
+
+    def warm(self, jobs: int | None) -> None:
+        """Start the worker pool in the background (it takes ~1 s: each worker imports OpenCV,
+        shapely and the ops) while this process plans; `run` then finds it started."""
+        workers = resolve_jobs(jobs)
+        if workers <= 1 or self._warming is not None:
+            return
+        pid = os.getpid()
+
+        def start() -> None:
+            from joblib import Parallel, delayed
+
+            try:
+                Parallel(n_jobs=workers, batch_size=1)(delayed(warm_worker)(pid) for _ in range(workers))
+            except Exception:  # pragma: no cover - the real run reports any pool problem
+                pass
+
+        self._warming = threading.Thread(target=start, name="xaug-warm-pool", daemon=True)
+        self._warming.start()
 
     def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
             advance: Callable[[int], None]) -> None:
+        if self._warming is not None:
+            self._warming.join()
         workers = resolve_jobs(jobs, len(tasks))
         size = chunk_size(len(tasks), workers)
         if workers == 1 or len(tasks) <= size:  # in this process, one stream
@@ -133,6 +156,9 @@ class DaskBackend:
     def __init__(self, choice: BackendChoice | None = None):
         self.choice = choice or BackendChoice("dask")
         _need_distributed()
+
+    def warm(self, jobs: int | None) -> None:
+        """Nothing to start ahead: the cluster's workers are already running (or started per run)."""
 
     def _client(self, jobs: int | None):
         from distributed import Client, LocalCluster
