@@ -15,8 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from trainer.ablate import (analyse, equal_epochs, exact_steps_hint, image_subsets, load_ablation,
-                            parse_ablation, BootstrapSettings, Scores)
+from trainer.ablate import (BootstrapSettings, PlannedRun, Scores, analyse, equal_epochs, exact_steps_hint,
+                            image_subsets, load_ablation, parse_ablation, train_argv)
 from trainer.bootstrap import paired_bootstrap, resample_counts, seed_spread
 from xaug.cli import app
 from xaug.classes import CLASSES
@@ -90,6 +90,19 @@ def test_equal_epochs_and_exact_steps():
     assert equal_epochs(5, 8, 10) == (10, 10)        # one (partial) batch per epoch
     assert exact_steps_hint([6, 12, 14], 300) == 336  # lcm 84: 4 x 84 is nearest
     assert exact_steps_hint([6, 12, 18], 10) == 36   # never below one common multiple
+
+
+def test_nproc_runs_are_xaug_train_commands(tmp_path):
+    opts = {"size": 64, "batch": 2, "arch": "unet", "aug": {"hflip": 0.0}, "world_size": 2}
+    run = PlannedRun("wrist", 1, "w_v1", "ab12", 16, 3, 12, opts, "f" * 64, tmp_path / "r")
+    argv = train_argv(Path("home"), run, "cd34", "cpu", 0, resume=True)
+    text = " ".join(argv)
+    assert argv[0] == "train" and "--dataset ab12 --val cd34" in text and "--epochs 3 --seed 1" in text
+    assert "--val-every 3" in text and "--hflip 0.0" in text and "--arch unet" in text
+    assert argv[-1] == "--resume" and "--workers 0" in text and "world_size" not in text
+    run.options = {**opts, "aug": {"clahe": 0.2}}
+    with pytest.raises(BadInput, match="aug.clahe has no `xaug train` flag"):
+        train_argv(Path("home"), run, "cd34", "cpu", None, resume=False)
 
 
 def _sample(i: int, meta: dict) -> Sample:

@@ -96,8 +96,9 @@ class TrainSettings(_Strict):
     width: Optional[int] = Field(None, ge=1)
     depth: Optional[int] = Field(None, ge=1)
     norm: Optional[Literal["batch", "group", "instance", "none"]] = None
-    aug: Optional[dict[str, float]] = Field(
-        None, description="Online augmentation probabilities (brightness_contrast, clahe, sharpen, emboss, hflip).")
+    aug: Optional[dict[str, Any]] = Field(
+        None, description="Online augmentation (trainer.data.OnlineAug fields: hflip, brightness_contrast, clahe, "
+                          "sharpen, emboss, scale, translate, gamma, black_level probabilities; *_range).")
     workers: Optional[int] = Field(None, ge=0, description="DataLoader workers (not part of the run's identity).")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="Any other training config field, e.g. {warmup_epochs: 2}.")
@@ -518,13 +519,18 @@ def resolve_arms(store, spec: AblationSpec, data, jobs: int | None, progress: bo
     return arms
 
 
-def plan_runs(spec: AblationSpec, arms: list[ArmData], data, runs_dir: Path) -> list[PlannedRun]:
-    """One run per (seed, arm), seed-major, with epochs that equalise the optimiser steps."""
+def plan_runs(spec: AblationSpec, arms: list[ArmData], data, runs_dir: Path, nproc: int = 1) -> list[PlannedRun]:
+    """One run per (seed, arm), seed-major, with epochs that equalise the optimiser steps.
+
+    With `nproc` > 1 (DistributedDataParallel) a step takes batch x nproc images; the runs are
+    other runs (world_size is part of their identity)."""
     from trainer.runs import training_samples
 
     options = train_options(spec.train)
+    if nproc > 1:
+        options = {**options, "world_size": nproc}
     probe = resolved_config(options, 1, 0)
-    global_batch = int(probe["batch"]) * int(probe.get("world_size", 1) or 1)
+    global_batch = int(probe["batch"]) * nproc
     images = {a.arm.name: len(training_samples(a.dataset)) for a in arms}
     runs = []
     for seed in spec.seed_list():
@@ -538,6 +544,39 @@ def plan_runs(spec: AblationSpec, arms: list[ArmData], data, runs_dir: Path) -> 
     return runs
 
 
+# `xaug train` flags of the training options, for runs launched under torchrun (--nproc)
+TRAIN_FLAGS = {"size": "--size", "batch": "--batch", "lr": "--lr", "arch": "--arch", "width": "--width",
+               "depth": "--depth", "blocks": "--blocks", "norm": "--norm"}
+AUG_FLAGS = {"hflip": "--hflip", "scale": "--scale", "translate": "--translate", "gamma": "--gamma",
+             "black_level": "--black-level"}
+
+
+def train_argv(store_home: Path, run: PlannedRun, val_id: str, device: str, workers: int | None,
+               resume: bool) -> list[str]:
+    """The `xaug train ...` arguments of one run: what `--nproc` runs under torchrun."""
+    argv = ["train", "--home", str(store_home), "--dataset", run.dataset_id, "--val", val_id,
+            "--run", _run_ref(run.run_dir), "--epochs", str(run.epochs), "--seed", str(run.seed),
+            "--val-every", str(run.epochs), "--device", device, "-q"]
+    for key, value in run.options.items():
+        if key == "world_size":
+            continue
+        if key == "aug":
+            for name, prob in dict(value).items():
+                if name not in AUG_FLAGS:
+                    raise BadInput(f"aug.{name} has no `xaug train` flag, so it cannot be used with --nproc; "
+                                   f"with --nproc use {', '.join(AUG_FLAGS)}", where="train.aug")
+                argv += [AUG_FLAGS[name], str(prob)]
+            continue
+        if key not in TRAIN_FLAGS:
+            raise BadInput(f"{key} has no `xaug train` flag, so it cannot be used with --nproc", where="train")
+        argv += [TRAIN_FLAGS[key], str(value)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if resume:
+        argv.append("--resume")
+    return argv
+
+
 def _run_ref(path: Path) -> str:
     text = str(path)
     return text if ("/" in text or "\\" in text) else f"./{text}"  # a path, never a run name
@@ -549,7 +588,7 @@ def eval_samples_meta(data, split: str) -> list:
 
 
 def execute_run(store, run: PlannedRun, spec: AblationSpec, data, device: str, progress: bool,
-                extra: dict[str, Any] | None = None) -> dict[str, Scores]:
+                nproc: int = 1) -> dict[str, Scores]:
     """Train (or continue) one run and score it on each split; returns its scores per split."""
     from trainer.runs import evaluate_run, train_version
 
@@ -564,13 +603,27 @@ def execute_run(store, run: PlannedRun, spec: AblationSpec, data, device: str, p
             return cached  # type: ignore[return-value]
     run.state = "partial" if (run_dir / "last.pt").exists() else "todo"
     t0 = time.perf_counter()
-    kwargs = dict(run.options)
-    if spec.train.workers is not None:
-        kwargs["workers"] = spec.train.workers
-    kwargs.update(extra or {})
-    train_version(store, run.dataset_id, val=data.id, run=_run_ref(run_dir), resume=(run_dir / "last.pt").exists(),
-                  device=device, progress=progress, epochs=run.epochs, seed=run.seed,
-                  val_every=run.epochs, **kwargs)  # validate once, at the end: best.pt = the last weights
+    resume = (run_dir / "last.pt").exists()
+    if nproc > 1:  # `xaug train --nproc`'s way: the same command under torchrun
+        import subprocess
+
+        from trainer.distributed import launch_command
+
+        env = dict(os.environ)  # as trainer.distributed.launch, with the ranks' output kept off stdout
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        argv = train_argv(store.home, run, data.id, device, spec.train.workers, resume)
+        code = subprocess.call(launch_command(nproc, argv), env=env, stdout=sys.stderr)
+        if code != 0:
+            raise XaugError(f"training under torchrun ({nproc} processes) failed with exit status {code}; "
+                            "run the same command again to continue", where=str(run_dir))
+    else:
+        kwargs = dict(run.options)
+        if spec.train.workers is not None:
+            kwargs["workers"] = spec.train.workers
+        # validated once, at the end, so best.pt holds the last weights: every arm is scored after
+        # exactly its steps, never at a checkpoint picked on the validation persons
+        train_version(store, run.dataset_id, val=data.id, run=_run_ref(run_dir), resume=resume, device=device,
+                      progress=progress, epochs=run.epochs, seed=run.seed, val_every=run.epochs, **kwargs)
     seconds = round(time.perf_counter() - t0, 1)
     out: dict[str, Scores] = {}
     for split in spec.evaluate.splits:
@@ -594,13 +647,13 @@ def execute_run(store, run: PlannedRun, spec: AblationSpec, data, device: str, p
 
 def run_ablation(store, spec: AblationSpec, *, out: Path, runs_dir: Path, device: str = "auto",
                  jobs: int | None = None, progress: bool = True, log: Log = _stderr,
-                 base_dir: Path | None = None, train_extra: dict[str, Any] | None = None) -> AblationResult:
+                 base_dir: Path | None = None, nproc: int = 1) -> AblationResult:
     """Build what is missing, train every (arm, seed), score, analyse and write the report."""
     out, runs_dir = Path(out), Path(runs_dir)
     started = time.perf_counter()
     data = resolve_data(store, spec, jobs, progress, log)
     arms = resolve_arms(store, spec, data, jobs, progress, log, base_dir)
-    runs = plan_runs(spec, arms, data, runs_dir)
+    runs = plan_runs(spec, arms, data, runs_dir, nproc)
     _log_plan(runs, spec, log)
 
     seeds = spec.seed_list()
@@ -613,7 +666,7 @@ def run_ablation(store, spec: AblationSpec, *, out: Path, runs_dir: Path, device
         log(f"[{k}/{len(runs)}] {run.arm} seed {run.seed}: {run.epochs} epochs x {run.images} images = "
             f"{run.steps} steps -> {run.run_dir}{eta}")
         t0 = time.perf_counter()
-        got = execute_run(store, run, spec, data, device, progress, train_extra)
+        got = execute_run(store, run, spec, data, device, progress, nproc)
         if run.state == "reused":
             log("  finished earlier (same config hash): reused")
         else:
@@ -688,6 +741,7 @@ def build_report(spec: AblationSpec, data, arms: list[ArmData], runs: list[Plann
                               "steps": next(r.steps for r in runs if r.arm == a.arm.name)} for a in arms},
         "seeds": seeds,
         "equal_steps": len({r.steps for r in runs}) == 1,
+        "nproc": int(runs[0].options.get("world_size", 1)),
         "train_config": {k: v for k, v in resolved_config(runs[0].options, runs[0].epochs, runs[0].seed).items()
                          if k not in ("epochs", "seed", "dataset", "dataset_id", "val_dataset", "val_id",
                                       "train_images", "val_images")},

@@ -28,6 +28,8 @@ def ablate_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1,
                                         help="Use only the spec's first N seeds (finished runs are reused)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (GPUs) per training run, as `xaug train "
+                              "--nproc` (DistributedDataParallel under torchrun; train.batch is per process)."),
     check: bool = typer.Option(False, "--check", help="Only validate the spec; build and train nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print ablate.json to stdout (progress stays on stderr)."),
     jobs: Optional[int] = JobsOption,
@@ -53,7 +55,8 @@ def ablate_cmd(
 
     log = (lambda text: None) if quiet else (lambda text: console.print(text, markup=False))
     result = run_ablation(open_store(home), spec, out=out_dir or Path("ablations") / spec.name, runs_dir=runs,
-                          device=device, jobs=jobs, progress=not quiet, log=log, base_dir=spec_file.parent)
+                          device=device, jobs=jobs, progress=not quiet, log=log, base_dir=spec_file.parent,
+                          nproc=nproc)
     if json_out:
         print_json({**result.report, "json": str(result.json_path), "csv": str(result.csv_path),
                     "html": str(result.html_path)})
