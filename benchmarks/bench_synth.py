@@ -1,6 +1,6 @@
 """Synthetic generator speed: images per second per core at full size, PNG encode included.
 
-    python benchmarks/bench_synth.py [--size 2048] [--images 12] [--jobs 2]
+    python benchmarks/bench_synth.py [--size 2048] [--images 12] [--jobs 2] [--appearance realistic]
 
 Part 1 renders items in this process with one OpenCV thread (= one core) and times each stage.
 Part 2 runs the real driver (`synthesize`, joblib workers, staging, manifest) into a
@@ -17,15 +17,20 @@ import cv2
 import numpy as np
 
 
-def per_core(size: int, images: int) -> dict[str, float]:
+def per_core(size: int, images: int, appearance: str = "realistic") -> dict[str, float]:
     from xaug.layout import annotation_bytes, annotation_doc, encode_png
     from xaug.synth.anatomy import annotation_polygons, hand_geometry
     from xaug.synth.generate import _RENDER_STREAM
-    from xaug.synth.plan import plan_dataset
-    from xaug.synth.render import render
+    from xaug.synth.plan import RealLook, appearance_spec, plan_dataset
+    from xaug.synth.render import render as render_legacy
+    from xaug.synth.render import render_realistic
+
+    def render(polys, g, look, edges, rng):
+        return (render_realistic if isinstance(look, RealLook) else render_legacy)(polys, g, look, edges, rng)
 
     cv2.setNumThreads(1)
-    plans, _ = plan_dataset(max(1, (images + 1) // 2), 0, seed=0, rotated_train=0.5)
+    plans, _ = plan_dataset(max(1, (images + 1) // 2), 0, seed=0, rotated_train=0.5,
+                            appearance=appearance_spec(appearance))
     plans = plans[:images]
     t = {"geometry": 0.0, "annotation": 0.0, "render": 0.0, "png": 0.0, "json": 0.0}
     cpu0 = time.process_time()
@@ -54,7 +59,7 @@ def per_core(size: int, images: int) -> dict[str, float]:
     return out
 
 
-def driver(size: int, images: int, jobs: int) -> float:
+def driver(size: int, images: int, jobs: int, appearance: str = "realistic") -> float:
     from xaug.store import Store
     from xaug.synth.generate import synthesize
 
@@ -62,7 +67,7 @@ def driver(size: int, images: int, jobs: int) -> float:
     with tempfile.TemporaryDirectory() as home:
         t0 = time.perf_counter()
         synthesize(Store(home), "bench", persons=persons, test_persons=0, seed=0, size=size, jobs=jobs,
-                   progress=False)
+                   progress=False, appearance=appearance)
         return 2 * persons / (time.perf_counter() - t0)
 
 
@@ -71,17 +76,18 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--appearance", default="realistic", choices=("realistic", "randomised", "legacy"))
     args = ap.parse_args()
-    stages = per_core(args.size, args.images)
+    stages = per_core(args.size, args.images, args.appearance)
     cpu = stages.pop("cpu")
     total = sum(stages.values())
-    print(f"size {args.size}, {args.images} images, one core (cv2 threads = 1)")
+    print(f"size {args.size}, {args.images} images, appearance {args.appearance}, one core (cv2 threads = 1)")
     for k, v in stages.items():
         print(f"  {k:<11} {1000 * v:7.1f} ms/image")
     print(f"  {'total':<11} {1000 * total:7.1f} ms/image  ->  {1 / total:.2f} images/s/core (wall-clock)")
     print(f"  {'CPU time':<11} {1000 * cpu:7.1f} ms/image  ->  {1 / cpu:.2f} images/s/core (process CPU time,"
           f" robust to other load)")
-    rate = driver(args.size, args.images, args.jobs)
+    rate = driver(args.size, args.images, args.jobs, args.appearance)
     print(f"synthesize(), jobs={args.jobs}, {os.cpu_count()} cores: {rate:.2f} images/s wall-clock "
           f"({rate / args.jobs:.2f} images/s per worker), store writes included")
 

@@ -1,4 +1,6 @@
-"""Regenerate docs/img/synth_grid.png: synthetic hands beside their colour overlays.
+"""Regenerate docs/img/synth_grid.png (synthetic hands beside their colour overlays, default
+appearance) and docs/img/synth_styles.png (the same planned hands in the legacy, realistic and
+randomised appearance, with a close-up of the wrist).
 
     python docs/img/synth_figure.py
 """
@@ -11,7 +13,7 @@ import numpy as np
 
 from xaug.raster import class_masks, overlay
 from xaug.synth.generate import render_item
-from xaug.synth.plan import plan_dataset
+from xaug.synth.plan import appearance_spec, plan_dataset
 
 SIZE, TILE = 1024, 360
 WANTED = [("plain (right)", lambda it: not it.edges and not it.rotated and it.side == "R"),
@@ -33,8 +35,34 @@ def tile(img: np.ndarray, text: str) -> np.ndarray:
     return t
 
 
+def styles() -> None:
+    """Rows: legacy, realistic, randomised; columns: the same planned hands (persons and poses are
+    shared by the styles), then a full-resolution crop of the wrist of the first one."""
+    picks = [8, 3, 2, 12]  # plain right, plain left, a ring, a rotated wrist
+    rows = []
+    for mode in ("legacy", "realistic", "randomised"):
+        items, _ = plan_dataset(8, 0, seed=0, rotated_train=0.25, appearance=appearance_spec(mode))
+        row = []
+        for k in picks:
+            img, _ = render_item(items[k], SIZE)
+            row.append(tile(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{mode} {items[k].person.meta.person} "
+                            f"{items[k].side}"))
+        img, anns = render_item(items[picks[0]], 2048)
+        cap = np.vstack([a.points for a in anns if a.label in ("Capitate", "Lunate")]).mean(axis=0).astype(int)
+        x0, y0 = np.clip(cap - 300, 0, 2048 - 600)
+        crop = cv2.cvtColor(img[y0:y0 + 600, x0:x0 + 600], cv2.COLOR_BGR2RGB)
+        row.append(tile(crop, "wrist at full resolution"))
+        rows.append(np.hstack(row))
+    grid = np.vstack(rows)
+    out = Path(__file__).with_name("synth_styles.png")
+    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    print(out, grid.shape)
+
+
 def main() -> None:
-    items, _ = plan_dataset(60, 60, seed=0, rotated_train=0.12, rotated_test=0.6)
+    styles()
+    items, _ = plan_dataset(60, 60, seed=0, rotated_train=0.12, rotated_test=0.6,
+                            appearance=appearance_spec("realistic"))
     tiles = []
     used: set[int] = set()
     for title, pick in WANTED:

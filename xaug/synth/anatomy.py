@@ -358,6 +358,9 @@ def canonical_hand(shape: HandShape, pose: Pose) -> tuple[dict, list, list, np.n
 def hand_geometry(shape: HandShape, pose: Pose, side: str, size: int) -> HandGeometry:
     """The posed hand of one image in pixel coordinates (float), ready to annotate and render."""
     bones, paths, radii, palm, forearm, axes = canonical_hand(shape, pose)
+    # the upright hand's extent across (mm): what `pose.hand_width` sizes, whatever the wrist does
+    across = float(np.ptp(np.concatenate([bones[lab][:, 0] for lab in CLASSES[:26]]
+                                         + [b[b[:, 1] < 40.0][:, 0] for b in (bones["Radius"], bones["Ulna"])])))
     # Wrist deviation: distal row and rays turn about the pivot, the proximal row turns partly,
     # the forearm stays vertical.
     w = pose.wrist_deg
@@ -394,13 +397,12 @@ def hand_geometry(shape: HandShape, pose: Pose, side: str, size: int) -> HandGeo
     lo, hi = rel.min(axis=0), rel.max(axis=0)
     margin = 0.03 * size
     if pose.hand_width is not None:
-        # Scale to a bone extent of `hand_width` of the image (all 29 bones, as measured on real
-        # images), as far as the fingertips, the carpus and 30 mm of forearm below it still fit
-        # (the forearm axis must stay measurable: the radius and ulna enter from the bottom).
-        extent = to_px(np.vstack([hand_pts, bones["Radius"][bones["Radius"][:, 1] < 40.0],
-                                  bones["Ulna"][bones["Ulna"][:, 1] < 40.0]]), 1.0, np.zeros(2))
+        # Scale so that the upright hand's bones span `hand_width` of the image (all 29 bones, as
+        # measured on real images; a turned wrist keeps the size of the bones), as far as the
+        # fingertips, the carpus and 30 mm of forearm below it still fit (the forearm axis must
+        # stay measurable: the radius and ulna enter from the bottom).
         top_px = FINGERTIP_TOP_2048 * size / 2048.0 + pose.shift[1] * size
-        scale = pose.hand_width * size / max(float(np.ptp(extent[:, 0])), 1e-6)
+        scale = pose.hand_width * size / max(across, 1e-6)
         scale = min(scale, (size - top_px) / max(hi[1] - lo[1] + 30.0, 1e-6))
         pivot_y = top_px - lo[1] * scale
     # Shrink a hand that would not fit (wide spread, strongly rotated wrist).

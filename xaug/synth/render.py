@@ -361,7 +361,7 @@ def render_realistic(polys: dict[str, np.ndarray], geom: HandGeometry, look, edg
     tissue = cv2.resize(thick, (size, size), interpolation=cv2.INTER_LINEAR)
     # bones: average layer brightness times the effective number of layers (overlap density)
     bones = np.zeros((size, size), np.float32)
-    count = np.zeros((size, size), np.float32)
+    count = np.zeros((size, size), np.uint8)
     _draw_bones_realistic(bones, count, polys, geom, look)
     # trabecular texture: band-pass grain about a millimetre across, fading on small images
     tex = rng.standard_normal((half, half), dtype=np.float32)
@@ -370,31 +370,48 @@ def render_realistic(polys: dict[str, np.ndarray], geom: HandGeometry, look, edg
     tex *= 1.0 / max(float(tex.std()), 1e-6)
     tex = cv2.resize(tex, (size, size), interpolation=cv2.INTER_LINEAR)
     amp = look.trabecular * min(1.0, size / 1024.0)
-    layers = np.maximum(count, 1.0)
-    bones *= (1.0 + look.overlap * (layers - 1.0)) / layers
-    bones *= 1.0 + amp * tex
-    metal = np.zeros((size, size), np.float32)
-    _draw_edges(metal, geom, edges, rng)
+    # (full-size arrays are updated in place throughout: this is most of the render's time)
+    layers = np.maximum(np.arange(256, dtype=np.float32), 1.0)
+    bones *= ((1.0 + look.overlap * (layers - 1.0)) / layers)[count]
+    tex *= amp
+    tex += 1.0
+    bones *= tex
     # compose in grey levels: background, tissue, bone over tissue, metal
     y = np.arange(size, dtype=np.float32)[:, None]
     band_px = look.band_px * size / 2048.0
     background = look.black + look.gradient * (y / size) \
         + look.band / (1.0 + np.exp(np.minimum((y - band_px) / max(band_px * 0.15, 0.5), 60.0)))
-    img = look.tissue * tissue
-    img += (look.bone - 0.8 * look.tissue) * bones
-    img += 320.0 * metal
+    img = tissue
+    img *= look.tissue
+    bones *= look.bone - 0.8 * look.tissue
+    img += bones
+    if {"ring", "nail_art", "implant"} & set(edges):
+        metal = np.zeros((size, size), np.float32)
+        _draw_edges(metal, geom, edges, rng)
+        metal *= 320.0
+        img += metal
     img += background
     if look.vignette > 0:
         c = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / (size / 2)
-        img *= 1.0 - look.vignette * 0.5 * (c[None, :] ** 2 + c[:, None] ** 2)
+        c *= c
+        fall = c[None, :] + c[:, None]
+        fall *= -(look.vignette * 0.5)
+        fall += 1.0
+        img *= fall
     sigma = look.blur * size / 2048.0
     if sigma >= 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     # quantum-like noise: stronger where more signal passed, drawn at half size (grain)
     noise = cv2.resize(rng.standard_normal((half, half), dtype=np.float32), (size, size),
                        interpolation=cv2.INTER_LINEAR)
-    img += noise * (look.noise * 1.4) * np.sqrt(np.maximum(img, 4.0) * (1.0 / 128.0))
-    idx = img * ((LUT_SIZE - 1) / TONE_MAX)
+    noise *= look.noise * 1.4
+    level = np.maximum(img, 4.0)
+    level *= 1.0 / 128.0
+    np.sqrt(level, out=level)
+    noise *= level
+    img += noise
+    idx = img
+    idx *= (LUT_SIZE - 1) / TONE_MAX
     np.clip(idx, 0, LUT_SIZE - 1, out=idx)
     grey = realistic_tone_lut(look.gamma)[idx.astype(np.uint16)]
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
