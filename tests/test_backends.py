@@ -167,3 +167,16 @@ def test_cli_backend_flag_errors_are_one_line(tmp_path):
     assert r.exit_code == 2
     assert "error: --backend: unknown backend 'spark'" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "refs.json").exists()
+
+
+def test_eda_reads_on_dask_as_it_does_locally(cluster, local_build):
+    import numpy as np
+
+    from xaug.report.eda import collect
+
+    samples = local_build[0].samples()
+    here = collect(samples, jobs=2, progress=False, overlap_side=128)
+    there = collect(samples, progress=False, overlap_side=128,
+                    backend=BackendChoice("dask", cluster.scheduler_address, "auto"))
+    assert [r.relpath for r in there.records] == [r.relpath for r in here.records]
+    assert there.overlap_images == here.overlap_images and np.array_equal(there.overlap, here.overlap)

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, QuietOption, open_store, out
+from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, backend_choice,
+                             open_store, out)
 from xaug.errors import BadInput
 
 
@@ -31,6 +32,8 @@ def eda_cmd(
     overlap_size: int = typer.Option(512, "--overlap-size", min=32,
                                      help="Rasterise the overlap matrix at this side (speed)."),
     jobs: Optional[int] = JobsOption,
+    backend: Optional[str] = BackendOption,
+    scheduler: Optional[str] = SchedulerOption,
     quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
@@ -39,6 +42,7 @@ def eda_cmd(
 
     if split not in (None, "train", "test"):
         raise BadInput(f"unknown split {split!r}; use train or test", where="--split")
+    choice = backend_choice(backend, scheduler, None)
     ds = open_store(home).open(name)
     samples = ds.samples(split=split)
     if not samples:
@@ -48,7 +52,7 @@ def eda_cmd(
                     subtitle=f"{ds.kind} dataset {ds.id[:12]}, {len(samples)} images"
                     + (f" ({split} split)" if split else ""),
                     persons=ds.persons, gallery=gallery, jobs=_jobs(jobs), overlap_side=overlap_size,
-                    progress=not quiet)
+                    progress=not quiet, backend=choice)
     o = res.summary["outliers"]
     out.print(f"{res.index}: {len(samples)} images; outliers: " + ", ".join(f"{k} {len(v)}" for k, v in o.items()))
 

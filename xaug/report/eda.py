@@ -105,21 +105,23 @@ class Collected:
 
 
 def collect(samples: Sequence[Sample], jobs: int = 2, progress: bool = True,
-            overlap_side: int = OVERLAP_SIDE) -> Collected:
-    """First pass: one record per sample, streaming (threads; OpenCV releases the GIL)."""
-    from tqdm import tqdm
+            overlap_side: int = OVERLAP_SIDE, backend: Any = None) -> Collected:
+    """First pass: one record per sample, streaming, on the build backend (local: threads, as
+    OpenCV releases the GIL; dask: the cluster's workers)."""
+    from functools import partial
+
+    from xaug.progress import Progress
+    from xaug.store.backends import get_backend
 
     records: list[ItemRecord] = []
     overlap = np.zeros((NUM_CLASSES, NUM_CLASSES))
     n = 0
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        results = pool.map(lambda s: item_record(s, overlap_side), samples)
-        for rec, matrix in tqdm(results, total=len(samples), desc="eda: reading", unit="img",
-                                file=sys.stderr, disable=not progress, leave=False):
-            records.append(rec)
-            if matrix is not None:
-                overlap += matrix
-                n += 1
+    results = get_backend(backend).map(partial(item_record, overlap_side=overlap_side), list(samples), jobs)
+    for rec, matrix in Progress.wrap(results, "eda: reading", enabled=progress, total=len(samples), unit="img"):
+        records.append(rec)
+        if matrix is not None:
+            overlap += matrix
+            n += 1
     _flag_area_outliers(records)
     return Collected(records, overlap, n)
 
@@ -205,13 +207,13 @@ class EdaResult:
 
 def write_eda(samples: Sequence[Sample], out: Path, title: str, persons: Mapping[str, Any] | None = None,
               subtitle: str = "", gallery: int = GALLERY, per_section: int = PER_SECTION, jobs: int = 2,
-              progress: bool = True, overlap_side: int = OVERLAP_SIDE) -> EdaResult:
+              progress: bool = True, overlap_side: int = OVERLAP_SIDE, backend: Any = None) -> EdaResult:
     """Write `out/index.html`, `out/summary.json`, `out/items.jsonl`, plots and thumbnails."""
     from xaug.report import plots
 
     out = Path(out)
     (out / "img").mkdir(parents=True, exist_ok=True)
-    col = collect(samples, jobs=jobs, progress=progress, overlap_side=overlap_side)
+    col = collect(samples, jobs=jobs, progress=progress, overlap_side=overlap_side, backend=backend)
     recs = col.records
     lab = [r for r in recs if r.labelled]
     by_rel = {s.relpath: s for s in samples}

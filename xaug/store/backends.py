@@ -25,7 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from xaug.errors import BadInput, XaugError
 from xaug.store.work import chunk_size, chunks, resolve_jobs, run_chunk, stage_made, warm_worker, worker_chunk
@@ -125,6 +125,16 @@ class LocalBackend:
         self._warming = threading.Thread(target=start, name="xaug-warm-pool", daemon=True)
         self._warming.start()
 
+    def map(self, fn: Callable, items: Sequence, jobs: int | None) -> Iterator:
+        """fn over items, results in order: threads here (the per-item work is OpenCV / zlib,
+        which release the GIL, and the items need not be pickled)."""
+        workers = resolve_jobs(jobs, max(1, len(items)))
+        if workers == 1:
+            yield from map(fn, items)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            yield from pool.map(fn, items)
+
     def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
             advance: Callable[[int], None]) -> None:
         if self._warming is not None:
@@ -189,6 +199,26 @@ class DaskBackend:
             return self.choice.storage
         return "shared" if self.workers_see(client, staging) else "bytes"
 
+    def map(self, fn: Callable, items: Sequence, jobs: int | None, batch: int = 8) -> Iterator:
+        """fn over items on the cluster, results in order (a few items per task; workers read the
+        items' files by path, so they need the store mounted)."""
+        client, cluster = self._client(jobs)
+        try:
+            groups = list(chunks(list(items), batch))
+            futures = client.map(_map_group, [fn] * len(groups), groups, pure=False, retries=self.retries)
+            for fut in futures:
+                try:
+                    yield from fut.result()
+                except Exception as exc:
+                    if _is_worker_death(exc):
+                        raise XaugError("a dask worker died, even after retries; run the command again "
+                                        f"({exc.__class__.__name__})") from None
+                    raise
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
     def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
             advance: Callable[[int], None]) -> None:
         from distributed import as_completed
@@ -219,6 +249,10 @@ class DaskBackend:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _map_group(fn: Callable, group: Sequence) -> list:
+    return [fn(x) for x in group]
 
 
 def _sees(path: str, content: str) -> bool:
