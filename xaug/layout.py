@@ -32,6 +32,9 @@ PNG_COMPRESSION = 1
 # ---------------------------------------------------------------- images
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Largest image xaug decodes (16384 x 16384): far above the 2048 x 2048 of the data, far below
+# what a forged header could make OpenCV allocate.
+MAX_PIXELS = 1 << 28
 
 
 def read_image(path: Path | str) -> np.ndarray:
@@ -48,7 +51,15 @@ def decode_image(data: bytes | np.ndarray, where: str, flags: int | None = None)
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if buf.size < 8 or buf[:8].tobytes() != PNG_SIGNATURE:
         raise BadInput("not a readable PNG image; replace or remove the file", where=where)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if flags is None else flags)
+    if buf.size >= 24:  # the IHDR size, before OpenCV allocates for it
+        w, h = int.from_bytes(buf[16:20].tobytes(), "big"), int.from_bytes(buf[20:24].tobytes(), "big")
+        if w * h > MAX_PIXELS:
+            raise BadInput(f"image claims {w}x{h} pixels, more than xaug reads ({MAX_PIXELS:,}); "
+                           "replace or remove the file", where=where)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if flags is None else flags)
+    except cv2.error:  # OpenCV refuses some corrupt files by raising instead of returning None
+        img = None
     if img is None:
         raise BadInput("not a readable PNG image; replace or remove the file", where=where)
     if img.dtype != np.uint8:
@@ -228,6 +239,9 @@ def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanRe
             if not _utf8(rel):  # refused before anything (hashing, JSON, SQLite) trips over it
                 bad_names.add(f"{safe_name(img.relative_to(root))}: file name is not valid UTF-8; rename it")
                 continue
+            if not rel.isprintable():  # a newline or terminal escape in a name: not in a manifest
+                bad_names.add(f"{safe_name(rel)}: file name has control characters; rename it")
+                continue
             if img.suffix.lower() != ".png":
                 continue
             if not img.is_file():
@@ -256,6 +270,9 @@ def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanRe
                 rel = lab.relative_to(root).as_posix()
                 if not _utf8(rel):
                     bad_names.add(f"{safe_name(lab.relative_to(root))}: file name is not valid UTF-8; rename it")
+                    continue
+                if not rel.isprintable():
+                    bad_names.add(f"{safe_name(rel)}: file name has control characters; rename it")
                     continue
                 if lab.suffix != ".json":
                     continue

@@ -56,6 +56,11 @@ def open_store(home: Optional[Path]):
     return Store(path)
 
 
+def printable(line: str) -> str:
+    """One terminal line whatever a file name held: control characters (newline, escape) escaped."""
+    return line if line.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+
+
 _OS_ERRORS = {
     errno.ENOSPC: "no space left on the device; free some space and run the same command again "
                   "(finished work is kept)",
@@ -140,7 +145,7 @@ class XaugGroup(TyperGroup):
             usage_exit(exc)
         except (XaugError, ValidationError) as exc:
             for line in error_lines(exc):
-                console.print(f"error: {line}", markup=False)
+                console.print(f"error: {printable(line)}", markup=False)
             raise typer.Exit(2) from None
         except OSError as exc:  # the disk, permissions, a path that is the wrong kind of thing
             if exc.errno is None:
