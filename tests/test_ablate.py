@@ -186,10 +186,11 @@ def _ablate_cmd(spec: Path, home: Path, tmp: Path) -> list[str]:
             str(tmp / "report"), "--device", "cpu", "--jobs", "1"]
 
 
-def test_ablate_end_to_end_resumes_after_a_kill(store_copy, tmp_path):
+def test_ablate_end_to_end_resumes_after_a_kill(tmp_path):
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(yaml.safe_dump(_tiny_spec(), sort_keys=False))
-    args = _ablate_cmd(spec, store_copy, tmp_path)
+    synth = {"name": "raw", "persons": 6, "test_persons": 2, "size": 128, "seed": 0}
+    spec.write_text(yaml.safe_dump(_tiny_spec(dataset=None, synth=synth), sort_keys=False))
+    args = _ablate_cmd(spec, tmp_path / "home", tmp_path)
     runs = tmp_path / "runs"
 
     # killed (SIGKILL, nothing to clean up) as soon as the first run is trained and scored
