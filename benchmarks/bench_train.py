@@ -1,42 +1,132 @@
-"""Training-step throughput of the bundled U-Net beside segmentation_models_pytorch's
-Unet("resnet34", encoder_weights=None, classes=29), same batch, same input, one process.
+"""Trainer benchmarks: step time, Dice at equal steps, start-up, evaluation speed.
 
-    python benchmarks/bench_train.py                         # CPU, sizes 256 and 512
-    python benchmarks/bench_train.py --device cuda --sizes 512 1024 --batch 8 --steps 30
+    python benchmarks/bench_train.py step                       # CPU step time, sizes 256 and 512
+    python benchmarks/bench_train.py step --device cuda --sizes 512 1024 --batch 8 --steps 30
+    python benchmarks/bench_train.py dice --home /tmp/bench-dice   # Dice of each arch at equal steps
+    python benchmarks/bench_train.py startup --home STORE --dataset raw [--code OLD_CHECKOUT]
+    python benchmarks/bench_train.py eval --images 12 --px 2048  # scoring images/s, old vs new path
 
-One step = forward + BCE/soft-Dice loss + backward + AdamW, on random images and targets (no
-data loading). CUDA: bf16 autocast and channels_last, as the trainer uses them. smp is a
-bench-only extra (`pip install .[bench]`); without it only the U-Net is timed.
+`step`: one step = forward + BCE/soft-Dice loss + backward + AdamW on random images and targets
+(no data loading). CUDA: bf16 autocast and channels_last, as the trainer uses them. Models: the
+classic U-Net (the earlier default), the ResUNet (`--arch resunet`) and smp's
+`Unet("resnet34", encoder_weights=None)`. Where segmentation_models_pytorch is not importable,
+the last is `SmpUnetResnet34`, a plain-torch re-implementation of that architecture (same
+layers, same 24.43 M parameters), and the row says so.
+
+`dice`: the demo's synthetic set (32 train persons, 512 px; `xaug demo`'s data), each arch
+trained for the same number of steps at 128 px, scored on the test split at 512 px.
+
+`startup`: wall time of `xaug train --epochs 1` (tiny model) run twice, cold and warm disk
+cache; `--code DIR` runs another checkout of xaug (e.g. `git archive` of an older commit) the
+same way, for a before/after.
+
+`eval`: images/s of scoring full-size images with a small model, the earlier path (all 29
+classes upsampled at once, masks to the host) against the chunked on-device one.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from trainer.config import TrainConfig  # noqa: E402
-from trainer.inference import autocast  # noqa: E402
 from trainer.loop import make_optimizer, train_step  # noqa: E402
 from trainer.losses import BCEDiceLoss  # noqa: E402
 from trainer.model import build_model, count_parameters  # noqa: E402
 
 
-def models(width: int, depth: int):
-    yield f"xaug UNet w{width} d{depth}", lambda: build_model(width=width, depth=depth), 1
+# ---------------------------------------------------------------- smp Unet-resnet34, in plain torch
+
+class _Basic(nn.Module):
+    """torchvision's ResNet BasicBlock."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (self.downsample(x) if self.downsample is not None else x), inplace=True)
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SmpUnetResnet34(nn.Module):
+    """smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=29), re-implemented:
+    ResNet-34 encoder (7x7/2 stem, 3x3/2 max-pool, BasicBlock layers [3, 4, 6, 3] of 64, 128, 256,
+    512 channels) and smp's UnetDecoder (decoder_channels (256, 128, 64, 32, 16): nearest x2,
+    concatenation with the skip, two conv3x3-BN-ReLU; no skip at full resolution), then a 3x3
+    segmentation head. 24.43 M parameters, as smp's."""
+
+    def __init__(self, in_channels: int = 1, classes: int = 29):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        layers, cin = [], 64
+        for cout, n, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+            layers.append(nn.Sequential(_Basic(cin, cout, stride), *(_Basic(cout, cout, 1) for _ in range(n - 1))))
+            cin = cout
+        self.layers = nn.ModuleList(layers)
+        skips, dec, blocks, cin = (256, 128, 64, 64, 0), (256, 128, 64, 32, 16), [], 512
+        for cskip, cout in zip(skips, dec):
+            blocks.append(nn.Sequential(_conv_bn_relu(cin + cskip, cout), _conv_bn_relu(cout, cout)))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(16, classes, 3, padding=1)
+
+    def forward(self, x):
+        f0 = F.relu(self.bn1(self.conv1(x)), inplace=True)          # 1/2, 64
+        y = F.max_pool2d(f0, 3, 2, 1)
+        feats = [f0]
+        for layer in self.layers:
+            y = layer(y)
+            feats.append(y)                                          # 1/4 .. 1/32
+        skips = [feats[3], feats[2], feats[1], feats[0], None]
+        y = feats[4]
+        for block, skip in zip(self.blocks, skips):
+            y = F.interpolate(y, scale_factor=2, mode="nearest")
+            if skip is not None:
+                y = torch.cat([y, skip], dim=1)
+            y = block(y)
+        return self.head(y)
+
+
+def smp_unet_resnet34():
+    """(name, constructor): the real smp model when importable, else the re-implementation."""
     try:
         import segmentation_models_pytorch as smp
     except ImportError:
-        print("segmentation_models_pytorch not installed: skipping it", file=sys.stderr)
-        return
-    yield "smp Unet resnet34", lambda: smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=29), 1
+        return "smp Unet resnet34 (plain-torch re-implementation)", lambda: SmpUnetResnet34()
+    return "smp Unet resnet34", lambda: smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=29)
+
+
+def step_models(width: int, depth: int, blocks: int):
+    yield f"xaug unet w{width} d{depth}", lambda: build_model(width=width, depth=depth, arch="unet")
+    yield (f"xaug resunet w{width} d{depth} b{blocks}",
+           lambda: build_model(width=width, depth=depth, arch="resunet", blocks=blocks))
+    yield smp_unet_resnet34()
 
 
 def time_steps(make, size: int, batch: int, steps: int, warmup: int, device: torch.device, compile_: bool):
@@ -66,43 +156,197 @@ def time_steps(make, size: int, batch: int, steps: int, warmup: int, device: tor
     return count_parameters(model), times, mem
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--depth", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def head(device: torch.device, **extra) -> dict:
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "float32", **extra}
+
+
+def cmd_step(args) -> dict:
     device = torch.device(args.device)
-    head = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
-            "precision": "bf16 autocast, channels_last" if device.type == "cuda" else "float32"}
-    print(json.dumps(head))
-    print(f"| model | params | size | batch | s/step (median) | images/s |")
-    print(f"|---|---|---|---|---|---|")
+    info = head(device, batch=args.batch)
+    print(json.dumps(info))
+    print("| model | params | size | batch | s/step (median) | images/s |")
+    print("|---|---|---|---|---|---|")
     rows = []
     for size in args.sizes:
-        for name, make, _ in models(args.width, args.depth):
-            params, times, mem = time_steps(make, size, args.batch, args.steps, args.warmup, device, args.compile)
-            med = statistics.median(times)
-            row = {"model": name, "params_m": round(params / 1e6, 2), "size": size, "batch": args.batch,
+        # models interleaved per round, so a change in machine load hits all of them alike
+        per = {}
+        for _ in range(args.rounds):
+            for name, make in step_models(args.width, args.depth, args.blocks):
+                params, times, mem = time_steps(make, size, args.batch, args.steps, args.warmup, device, args.compile)
+                entry = per.setdefault(name, {"params": params, "times": [], "mem": mem})
+                entry["times"] += times
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+        for name, entry in per.items():
+            med = statistics.median(entry["times"])
+            row = {"model": name, "params_m": round(entry["params"] / 1e6, 2), "size": size, "batch": args.batch,
                    "s_per_step": round(med, 4), "images_per_s": round(args.batch / med, 2),
-                   "max_mem_gib": round(mem, 2) if mem is not None else None}
+                   "steps_timed": len(entry["times"]),
+                   "max_mem_gib": round(entry["mem"], 2) if entry["mem"] is not None else None}
             rows.append(row)
             print(f"| {name} | {row['params_m']}M | {size} | {args.batch} | {med:.3f} | {row['images_per_s']:.1f} |"
-                  + (f" (peak {mem:.1f} GiB)" if mem is not None else ""), flush=True)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+                  + (f" (peak {entry['mem']:.1f} GiB)" if entry["mem"] is not None else ""), flush=True)
+    return {**info, "rows": rows}
+
+
+# ---------------------------------------------------------------- Dice at equal steps
+
+def cmd_dice(args) -> dict:
+    from xaug.store import Store
+    from xaug.synth.generate import synthesize
+    from trainer.data import OnlineAug
+    from trainer.runs import evaluate_run, train_version, training_samples
+
+    store = Store(args.home)
+    try:
+        raw = store.open("bench")
+    except Exception:
+        raw = synthesize(store, name="bench", persons=args.persons, seed=0, size=args.image_px,
+                         test_persons=args.test_persons, jobs=None, progress=False)
+    n = len(training_samples(raw))
+    steps_per_epoch = n // args.batch
+    epochs = max(1, round(args.steps / steps_per_epoch))
+    info = head(torch.device("cpu"), dataset=raw.name, dataset_id=raw.id[:12], train_images=n,
+                steps=epochs * steps_per_epoch, size=args.size, batch=args.batch, lr=args.lr)
+    print(json.dumps(info))
+    rows = []
+    for spec in args.archs:
+        arch, _, width = spec.partition("@")
+        width = int(width or 32)
+        for seed in args.seeds:
+            run = Path(args.runs) / f"{arch}-w{width}-s{seed}"
+            t0 = time.perf_counter()
+            train_version(store, raw.name, run=str(run), resume=(run / "last.pt").exists(), device="cpu",
+                          epochs=epochs, size=args.size, batch=args.batch, arch=arch, width=width,
+                          depth=args.depth, lr=args.lr, aug=OnlineAug(hflip=0.0), seed=seed,
+                          val_every=epochs, progress=False)
+            train_s = time.perf_counter() - t0
+            ev = evaluate_run(store, str(run), dataset=raw.name, split="test", device="cpu", progress=False)
+            subs = json.loads(ev.json_path.read_text()).get("subsets", {})
+            row = {"arch": arch, "width": width, "seed": seed, "test_dice": round(ev.table.mean(), 4),
+                   "rotated": round(subs.get("wrist_rotated", {}).get("mean_dice", float("nan")), 4),
+                   "upright": round(subs.get("upright", {}).get("mean_dice", float("nan")), 4),
+                   "train_seconds": round(train_s, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {**info, "rows": rows}
+
+
+# ---------------------------------------------------------------- start-up
+
+def cmd_startup(args) -> dict:
+    code = Path(args.code).resolve() if args.code else ROOT
+    env = {**os.environ, "PYTHONPATH": str(code), "XAUG_HOME": str(Path(args.home).resolve())}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for attempt in range(args.repeat):
+            run = Path(tmp) / f"run{attempt}"
+            cmd = [sys.executable, "-m", "xaug", "train", "--dataset", args.dataset, "--run", str(run),
+                   "--epochs", "1", "--size", str(args.size), "--batch", "8", "--width", "8", "--depth", "3",
+                   "--device", "cpu", "-q"]
+            t0 = time.perf_counter()
+            before = os.times()
+            proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True)
+            after = os.times()
+            wall = time.perf_counter() - t0
+            if proc.returncode:
+                raise SystemExit(proc.stderr[-2000:])
+            metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            row = {"attempt": attempt + 1, "wall_s": round(wall, 1),
+                   "user_s": round(after.children_user - before.children_user, 1),
+                   "sys_s": round(after.children_system - before.children_system, 1),
+                   "train_s": metrics[0].get("train_seconds"), "startup_s": metrics[0].get("startup_seconds")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {**head(torch.device("cpu"), code=str(code), dataset=args.dataset, size=args.size), "rows": rows}
+
+
+# ---------------------------------------------------------------- evaluation speed
+
+def cmd_eval(args) -> dict:
+    import numpy as np
+
+    from trainer.inference import iter_dice, iter_predictions
+    from trainer.metrics import dice_per_class_torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _trainer_data import make_samples
+
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = make_samples(Path(tmp), n=args.images, size=args.px, classes=29)
+        torch.manual_seed(0)
+        model = build_model(width=8, depth=3, arch="resunet").to(device).eval()
+        rows = []
+        for rnd in range(args.rounds):
+            for name in ("before: all classes at once, on the host", "after: chunked on the device"):
+                t0 = time.perf_counter()
+                if name.startswith("before"):
+                    out = [dice_per_class_torch(p, g).cpu().numpy() for _, p, g in
+                           iter_predictions(model, samples, args.size, with_gt=True, workers=args.workers)]
+                else:
+                    out = [d for _, d in iter_dice(model, samples, args.size, workers=args.workers)]
+                dt = time.perf_counter() - t0
+                rows.append({"path": name, "round": rnd + 1, "seconds": round(dt, 2),
+                             "images_per_s": round(len(samples) / dt, 2), "mean": float(np.mean(out))})
+                print(json.dumps(rows[-1]), flush=True)
+    return {**head(device, images=args.images, px=args.px, input=args.size), "rows": rows}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what")
+    st = sub.add_parser("step", help="training-step time per model")
+    st.add_argument("--device", default="cpu")
+    st.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    st.add_argument("--batch", type=int, default=4)
+    st.add_argument("--steps", type=int, default=3)
+    st.add_argument("--warmup", type=int, default=1)
+    st.add_argument("--rounds", type=int, default=1, help="repeat every model this often, interleaved")
+    st.add_argument("--width", type=int, default=32)
+    st.add_argument("--depth", type=int, default=5)
+    st.add_argument("--blocks", type=int, default=2)
+    st.add_argument("--compile", action="store_true")
+    di = sub.add_parser("dice", help="test Dice per arch at equal steps (the demo's synthetic set)")
+    di.add_argument("--home", required=True, help="store folder (made on first use)")
+    di.add_argument("--runs", default="runs-bench-dice")
+    di.add_argument("--archs", nargs="+", default=["unet@32", "resunet@32"], help="arch@width")
+    di.add_argument("--seeds", type=int, nargs="+", default=[0])
+    di.add_argument("--persons", type=int, default=32)
+    di.add_argument("--test-persons", type=int, default=12)
+    di.add_argument("--image-px", type=int, default=512)
+    di.add_argument("--size", type=int, default=128)
+    di.add_argument("--depth", type=int, default=4)
+    di.add_argument("--batch", type=int, default=8)
+    di.add_argument("--steps", type=int, default=600)
+    di.add_argument("--lr", type=float, default=1e-2)
+    su = sub.add_parser("startup", help="wall time of a 1-epoch xaug train, cold then warm")
+    su.add_argument("--home", required=True)
+    su.add_argument("--dataset", default="raw")
+    su.add_argument("--size", type=int, default=64)
+    su.add_argument("--repeat", type=int, default=2)
+    su.add_argument("--code", default=None, help="another xaug checkout to run instead of this one")
+    ev = sub.add_parser("eval", help="scoring images/s, earlier path vs chunked on-device")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--images", type=int, default=12)
+    ev.add_argument("--px", type=int, default=2048)
+    ev.add_argument("--size", type=int, default=128)
+    ev.add_argument("--rounds", type=int, default=2)
+    ev.add_argument("--workers", type=int, default=0)
+    for p in (st, di, su, ev):
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+        p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    args = ap.parse_args(argv)
+    if args.what is None:
+        args = ap.parse_args(["step", *(argv if argv is not None else sys.argv[1:])])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"step": cmd_step, "dice": cmd_dice, "startup": cmd_startup, "eval": cmd_eval}[args.what](args)
     if args.json:
-        args.json.write_text(json.dumps({**head, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

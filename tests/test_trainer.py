@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,3 +146,105 @@ def test_predict_dataset_returns_original_resolution(tmp_path):
     assert sample is big[0] and masks.shape == (29, 96, 96) and masks.dtype == bool
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["width"] == 8 and "environment" in cfg
+
+
+# ---------------------------------------------------------------- ResUNet, arch choice, online kernels
+
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", "none"])
+@pytest.mark.parametrize("depth,size", [(2, 32), (3, 40), (5, 64)])
+def test_resunet_shapes(norm, depth, size):
+    from trainer.model import ResUNet
+
+    net = ResUNet(width=4, depth=depth, norm=norm)
+    assert net(torch.zeros(2, 1, size, size)).shape == (2, 29, size, size)
+
+
+def test_resunet_layout_blocks_and_channels():
+    from trainer.model import ResUNet
+
+    net = ResUNet(width=8, depth=4, blocks=3, max_width=32)
+    assert [len(s) for s in net.stages] == [3, 3, 3]
+    assert [s[-1].conv2.out_channels for s in net.stages] == [8, 16, 32]  # 1/4, 1/8, 1/16
+    assert net.head.in_channels == 4  # width // 2 at full resolution
+    assert count_parameters(ResUNet(width=8, depth=4, blocks=1)) < count_parameters(net)
+    with pytest.raises(ValueError, match="blocks needs 3 entries"):
+        ResUNet(width=8, depth=4, blocks=(1, 2))
+
+
+def test_resunet_few_steps_lower_the_loss(tmp_path):
+    from trainer.model import ResUNet
+
+    samples = make_samples(tmp_path, n=2)
+    ds = TrainSet(samples, 64, aug=None)
+    x = torch.stack([ds[i][0] for i in range(2)])
+    y = torch.stack([ds[i][1] for i in range(2)])
+    torch.manual_seed(0)
+    model = ResUNet(width=8, depth=3)
+    opt = make_optimizer(model, TrainConfig(**TINY))
+    crit = BCEDiceLoss()
+    losses = [float(train_step(model, x, y, opt, crit, torch.device("cpu"))) for _ in range(4)]
+    assert losses[3] < losses[0]
+
+
+def test_arch_is_checked_and_old_configs_are_unets(tmp_path):
+    from trainer.inference import load_model
+    from trainer.model import ResUNet
+
+    assert TrainConfig().arch == "resunet"
+    with pytest.raises(XaugError, match="unknown arch 'resnet' \\(did you mean resunet\\?\\); known: resunet, unet"):
+        TrainConfig(arch="resnet")
+    with pytest.raises(XaugError, match="use smp:<Architecture>:<encoder>"):
+        TrainConfig(arch="smp:Unet")
+    with pytest.raises(XaugError, match="resunet needs depth >= 2"):
+        TrainConfig(arch="resunet", depth=1, size=64)
+    # a checkpoint written before `arch` existed: its config describes a U-Net
+    old = {k: v for k, v in TrainConfig(**TINY, arch="unet").to_dict().items() if k not in ("arch", "blocks", "world_size")}
+    assert TrainConfig.from_dict(old).arch == "unet"
+    torch.save({"model": UNet(width=8, depth=3).state_dict(), "config": old}, tmp_path / "best.pt")
+    model, cfg = load_model(tmp_path, "cpu")
+    assert isinstance(model, UNet) and "arch" not in cfg
+    new = TrainConfig(**TINY).to_dict()
+    torch.save({"model": ResUNet(width=8, depth=3).state_dict(), "config": new}, tmp_path / "best.pt")
+    assert isinstance(load_model(tmp_path, "cpu")[0], ResUNet)
+
+
+def test_geometry_and_exposure_kernels():
+    from trainer.data import affine_scale_translate, gamma_black_level
+
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    m = (rng.random((3, 16, 16)) > 0.5).astype(np.uint8)
+    g0, m0 = g.copy(), m.copy()
+    same_g, same_m = affine_scale_translate(g, m, 1.0, (0.0, 0.0))
+    assert np.array_equal(same_g, g) and np.array_equal(same_m, m)
+    shifted_g, shifted_m = affine_scale_translate(g, m, 1.0, (3.0, 2.0))  # whole pixels: exact copies
+    assert np.array_equal(shifted_g[2:, 3:], g[:-2, :-3]) and np.array_equal(shifted_m[:, 2:, 3:], m[:, :-2, :-3])
+    assert shifted_g[:2].max() == 0 and shifted_m[:, :, :3].max() == 0
+    zg, zm = affine_scale_translate(g, m, 1.3, (0.0, 0.0))
+    assert zg.dtype == np.uint8 and zm.dtype == np.uint8 and set(np.unique(zm)) <= {0, 1}
+    assert np.array_equal(g, g0) and np.array_equal(m, m0)  # inputs untouched
+    assert np.array_equal(gamma_black_level(g), g)
+    lut = gamma_black_level(np.arange(256, dtype=np.uint8), gamma=2.0, black=55.0)
+    assert lut[:56].max() == 0 and lut[255] == 255 and lut[155] == round(((155 - 55) / 200) ** 2 * 255)
+    assert np.all(np.diff(lut.astype(int)) >= 0)
+
+
+def test_online_geometry_is_seeded_and_off_by_default(tmp_path):
+    samples = make_samples(tmp_path, n=2)
+    assert OnlineAug().geometry() is None
+    aug = OnlineAug(0, 0, 0, 0, hflip=0.0, scale=1.0, translate=1.0, gamma=1.0, black_level=1.0)
+    a = TrainSet(samples, 64, aug, seed=3)
+    b = TrainSet(samples, 64, aug, seed=3, cache=False)
+    plain = TrainSet(samples, 64, None)
+    xa, ya = a[(2, 1)]
+    xb, yb = b[(2, 1)]
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(xa, plain[1][0]) and not torch.equal(xa, a[(3, 1)][0])
+    assert set(torch.unique(ya).tolist()) <= {0, 1}
+    p = aug.geometry().draw(np.random.default_rng(1), 64)
+    assert 0.85 <= p["scale"] <= 1.15 and max(map(abs, p["shift"])) <= 6.4
+    assert 0.7 <= p["gamma"] <= 1.5 and 0 <= p["black"] <= 40
+    # stored configs give lists back; they compare equal to the tuples
+    assert OnlineAug(**{**aug.__dict__, "scale_range": [0.85, 1.15]}) == aug
+    with pytest.raises(Exception, match="scale_range low 2.0 > high 1.0"):
+        OnlineAug(scale_range=(2.0, 1.0))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainer.metrics import DiceTable, competition_dice, dice_per_class_torch, unpack_masks, upsample_threshold
-from trainer.submit import write_rows
+from trainer.submit import write_rle_submission, write_rows
 from xaug.classes import CLASSES
 from xaug.model import Sample
 from xaug.raster import DICE_EPS, dice, dice_per_class, rle_decode, rle_encode
@@ -121,3 +121,88 @@ def test_submission_rows_in_class_order():
     assert [r[1] for r in rows[1:]] == list(CLASSES)
     assert rows[3] == ["im_R.png", "finger-3", "8 3"]
     assert all(r[2] == "" for i, r in enumerate(rows[1:]) if i != 2)
+
+
+# ---------------------------------------------------------------- the chunked on-device evaluator
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 29, None])
+def test_chunked_counts_equal_the_earlier_evaluator(chunk):
+    """Device-independent tiny case: logits at 16x16, targets at 37x53 (odd width, not a
+    multiple of 8): the chunked counts give exactly the earlier per-image Dice."""
+    from trainer.metrics import dice_counts, dice_from_counts
+
+    rng = np.random.default_rng(5)
+    logits = torch.from_numpy(rng.normal(0, 2, (29, 16, 16)).astype(np.float32))
+    gt = rng.random((29, 37, 53)) > 0.55
+    gt[3] = False  # an empty class
+    packed = np.packbits(gt.astype(np.uint8), axis=-1)
+    old = competition_dice(logits, torch.from_numpy(gt))
+    new = dice_from_counts(*dice_counts(logits, packed, (37, 53), chunk)).numpy()
+    assert new.dtype == np.float64 and np.array_equal(old, new)
+    inter, psum, gsum = dice_counts(logits, packed, (37, 53), chunk)
+    pred = upsample_threshold(logits, (37, 53))
+    assert torch.equal(gsum, torch.from_numpy(gt.reshape(29, -1).sum(1)))
+    assert torch.equal(psum, pred.reshape(29, -1).sum(1)) and int(inter[3]) == 0
+
+
+def test_iter_dice_equals_the_earlier_validation(tmp_path):
+    """The evaluator the trainer now uses (inputs from a cache, chunked counts) against the
+    earlier one (all classes upsampled at once, Dice per image), on a small model."""
+    from _trainer_data import make_samples
+    from trainer.data import resized_images
+    from trainer.inference import iter_dice, iter_predictions
+    from trainer.model import build_model
+
+    samples = make_samples(tmp_path, n=3, size=72, classes=5)
+    torch.manual_seed(0)
+    model = build_model(width=4, depth=2, arch="resunet").eval()
+    old = [dice_per_class_torch(p, g).numpy() for _, p, g in iter_predictions(model, samples, 32, with_gt=True, workers=0)]
+    new = [d for _, d in iter_dice(model, samples, 32, workers=0, chunk=4)]
+    images, shapes = resized_images(samples, 32, jobs=2)
+    cached = [d for _, d in iter_dice(model, samples, 32, workers=0, images=images, shapes=shapes)]
+    assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(old, new, cached))
+
+
+def test_class_chunk_fits_the_budget():
+    from trainer.metrics import class_chunk
+
+    assert class_chunk((2048, 2048), "cpu") == 9  # 256 MiB / (2048**2 * 7 B)
+    assert class_chunk((2048, 2048), "cpu", budget_bytes=1) == 1
+    assert class_chunk((64, 64), "cpu") == 64
+
+
+def test_rle_on_the_device_equals_the_reference():
+    from trainer.metrics import rle_torch
+
+    rng = np.random.default_rng(2)
+    for shape in [(1, 1), (5, 7), (33, 40)]:
+        for p in (0.0, 0.3, 1.0):
+            m = rng.random(shape) < p
+            assert rle_torch(torch.from_numpy(m)) == rle_encode(m)
+
+
+def test_streamed_image_csv_equals_the_table_csv(tmp_path):
+    from trainer.metrics import StreamingImageCSV
+
+    table, stream = DiceTable(), StreamingImageCSV(tmp_path / "streamed.csv")
+    for i in range(3):
+        row = np.linspace(0, 1, 29) * (i + 1) / 3
+        table.add(f"img{i}.png", row)
+        stream.add(f"img{i}.png", row)
+    assert (tmp_path / "streamed.csv.partial").exists() and not (tmp_path / "streamed.csv").exists()
+    stream.close()
+    table.write_image_csv(tmp_path / "table.csv")
+    assert (tmp_path / "streamed.csv").read_text() == (tmp_path / "table.csv").read_text()
+
+
+def test_rle_submission_equals_the_mask_submission(tmp_path):
+    from trainer.metrics import rle_torch
+    from trainer.submit import write_submission
+
+    rng = np.random.default_rng(3)
+    preds = [(Sample(f"test/DCM/ID1/img{i}.png", f"img{i}.png", "ID1", "test"), rng.random((29, 6, 5)) > 0.5)
+             for i in range(2)]
+    write_submission(iter(preds), tmp_path / "a.csv", progress=False)
+    write_rle_submission(((s, [rle_torch(torch.from_numpy(m)) for m in masks]) for s, masks in preds),
+                         tmp_path / "b.csv", progress=False)
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

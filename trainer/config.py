@@ -58,6 +58,8 @@ class TrainConfig:
         if self.size % (2 ** self.depth):
             raise XaugError(f"size {self.size} must be a multiple of 2**depth = {2 ** self.depth}",
                             where="--size")
+        if self.arch == "resunet" and self.depth < 2:
+            raise XaugError("resunet needs depth >= 2 (a stem and one stage)", where="--depth")
         for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size"):
             if getattr(self, name) < 1:
                 raise XaugError(f"{name} must be >= 1", where=f"--{name}")

@@ -265,12 +265,12 @@ class DiskCache:
         npy, meta = self.paths(hashes, size)
         try:
             info = json.loads(meta.read_text())
-            arr = np.load(npy, mmap_mode="r")
+            arr = np.load(npy, mmap_mode="r")  # the header first: a wrong shape is not read whole
         except (OSError, ValueError):
             return None
         if info.get("files") != list(hashes) or arr.shape != (len(hashes), size, size) or arr.dtype != np.uint8:
             return None  # a stale or foreign file: rebuild it
-        return np.ascontiguousarray(arr), [tuple(hw) for hw in info["shapes"]]
+        return np.array(arr), [tuple(hw) for hw in info["shapes"]]  # a writable copy in memory
 
     def save(self, hashes: Sequence[str], size: int, images: np.ndarray, shapes: list[tuple[int, int]]) -> None:
         npy, meta = self.paths(hashes, size)
@@ -308,7 +308,8 @@ def shard_keys(order: Sequence[int], batch: int, rank: int, world: int) -> list[
     global batch k (world x batch items; the tail dropped) is cut into `world` slices of `batch`
     and this rank takes slice `rank`. All ranks get the same number of steps, and one step's
     slices together are the batch one process with world x batch would see. With fewer than
-    world x batch items: one step, items dealt round-robin.
+    world x batch items: one step of `n // world` items per rank (equal shares keep the mean of
+    the ranks' gradients the gradient of the whole batch; at most world - 1 items sit out).
 
     >>> shard_keys(list(range(10)), 2, 1, 2)
     [2, 3, 6, 7]
@@ -318,7 +319,8 @@ def shard_keys(order: Sequence[int], batch: int, rank: int, world: int) -> list[
     if len(order) >= step:
         steps = len(order) // step
         return [i for k in range(steps) for i in order[k * step + rank * batch: k * step + (rank + 1) * batch]]
-    return order[rank::world]
+    per = len(order) // world
+    return order[rank * per:(rank + 1) * per]
 
 
 class EpochSampler(Sampler):

@@ -1,7 +1,7 @@
 """Training on several processes with DistributedDataParallel, started by torchrun.
 
-`torchrun --nproc-per-node N -m xaug train ...` and `xaug train ... --nproc N` (which runs
-`python -m torch.distributed.run --standalone --nproc-per-node N -m xaug train ...` itself)
+`torchrun --nproc-per-node N -m -- xaug train ...` and `xaug train ... --nproc N` (which runs
+`python -m torch.distributed.run --standalone --nproc-per-node N -m -- xaug train ...` itself)
 start N copies of the same command; each finds its rank in the environment torchrun sets
 (RANK, WORLD_SIZE, LOCAL_RANK). NCCL joins them on CUDA, gloo on CPU.
 
@@ -104,9 +104,10 @@ def shutdown() -> None:
 
 
 def launch_command(nproc: int, argv: Sequence[str]) -> list[str]:
-    """The torchrun command that runs `xaug <argv>` on `nproc` local processes."""
+    """The torchrun command that runs `xaug <argv>` on `nproc` local processes. The `--` keeps
+    torchrun from reading xaug's options as abbreviations of its own (`--run` as `--run-path`)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "xaug", *argv]
+            "-m", "--", "xaug", *argv]
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:

@@ -184,13 +184,28 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
     DistributedDataParallel: `cfg.batch` per process, rank 0 validates and writes.
     """
     env = ddp.dist_env()
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, train_samples, val_samples, Path(run_dir), env, device=device, resume=resume,
                       progress=progress, on_epoch_end=on_epoch_end, cache_dir=cache_dir,
                       train_hashes=train_hashes, val_hashes=val_hashes)
     finally:
+        torch.set_num_threads(threads)
         if env.distributed:
             ddp.shutdown()
+
+
+def cpu_threads(workers: int, world: int = 1, cores: int | None = None) -> int:
+    """torch threads for training on CPU beside `workers` DataLoader workers, one of `world`
+    processes: the cores left over, at least 1. More threads than cores makes OpenMP threads
+    spin and wait for each other: measured on 2 busy cores, a ResUNet step took 12-19 s with 2
+    threads beside a worker and 1.4-1.9 s with 1 (docs/benchmarks.md).
+
+    >>> cpu_threads(workers=1, cores=2), cpu_threads(workers=0, cores=2), cpu_threads(4, world=2, cores=16)
+    (1, 2, 4)
+    """
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, cores // max(1, world) - workers)
 
 
 def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "ddp.DistEnv", *, device,
@@ -251,6 +266,8 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
         return _result(run_dir, start_epoch, best, best_epoch)
 
     workers = default_workers() if cfg.workers is None else cfg.workers
+    if dev.type == "cpu":
+        torch.set_num_threads(min(torch.get_num_threads(), cpu_threads(workers, env.world)))
     t_start = time.perf_counter()
     train_disk = DiskCache(Path(cache_dir), cfg.dataset_id or "unversioned") if cache_dir and cfg.cache else None
     train_keys = list(train_hashes) if train_hashes is not None else [s.relpath for s in train_samples]

@@ -287,12 +287,30 @@ def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: s
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
     tcfg = TrainConfig.from_dict(cfg)
     stem = eval_stem(ds.name, split, tta)
-    table = validate(model, samples, tcfg, progress, desc=f"evaluate {split}", tta=tta, workers=workers,
-                     image_csv=run_dir / f"{stem}_images.csv", chunk=chunk)
+    threads = torch_threads_for(model, workers)
+    try:
+        table = validate(model, samples, tcfg, progress, desc=f"evaluate {split}", tta=tta, workers=workers,
+                         image_csv=run_dir / f"{stem}_images.csv", chunk=chunk)
+    finally:
+        threads()
     table.write_json(run_dir / f"{stem}.json", run=run_dir.name, dataset=ds.name, dataset_id=ds.id,
                      split=split, tta=tta, checkpoint=checkpoint_path(run_dir).name, subsets=subsets(table, samples))
     table.write_class_csv(run_dir / f"{stem}.csv")
     return Evaluation(run_dir, ds.name, ds.id, split, tta, table, run_dir / f"{stem}.json", run_dir / f"{stem}.csv")
+
+
+def torch_threads_for(model, workers: int | None):
+    """On CPU, leave the DataLoader workers their cores (`trainer.loop.cpu_threads`); returns a
+    callable that puts the previous thread count back."""
+    import torch
+
+    from trainer.inference import default_workers
+    from trainer.loop import cpu_threads
+
+    before = torch.get_num_threads()
+    if next(model.parameters()).device.type == "cpu":
+        torch.set_num_threads(min(before, cpu_threads(default_workers() if workers is None else workers)))
+    return lambda: torch.set_num_threads(before)
 
 
 def subsets(table, samples: list[Sample]) -> dict:

@@ -24,6 +24,7 @@ DeviceOption = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 
 
 def train_cmd(
+    ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", help="Version to train on: name, name_vN or id prefix."),
     val: Optional[str] = typer.Option(None, "--val", help="Validate on this dataset's val persons "
                                       "(default: the root of the training version's lineage)."),
@@ -32,10 +33,24 @@ def train_cmd(
     size: int = typer.Option(512, "--size", min=32, help="Training input side in pixels."),
     batch: int = typer.Option(8, "--batch", min=1),
     lr: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate."),
-    width: int = typer.Option(32, "--width", min=1, help="U-Net channels at full resolution."),
-    depth: int = typer.Option(5, "--depth", min=1, help="U-Net poolings."),
+    arch: str = typer.Option("resunet", "--arch", help="resunet (ResNet-encoder U-Net), unet (classic U-Net) "
+                             "or smp:<Architecture>:<encoder> (needs segmentation_models_pytorch)."),
+    width: int = typer.Option(32, "--width", min=1, help="unet: channels at full resolution; resunet: stem and "
+                              "first stage channels (doubling per stage)."),
+    depth: int = typer.Option(5, "--depth", min=1, help="Downsamplings (the input side divides by 2**depth)."),
+    blocks: int = typer.Option(2, "--blocks", min=1, help="resunet: BasicBlocks per encoder stage (2: ResNet-18-like)."),
     norm: str = typer.Option("batch", "--norm", help="batch, group, instance or none."),
     hflip: float = typer.Option(0.5, "--hflip", min=0.0, max=1.0, help="Online horizontal flip probability."),
+    scale_p: float = typer.Option(0.0, "--scale", min=0.0, max=1.0, help="Online zoom probability (x0.85-1.15)."),
+    translate_p: float = typer.Option(0.0, "--translate", min=0.0, max=1.0,
+                                      help="Online shift probability (up to 10% of the side)."),
+    gamma_p: float = typer.Option(0.0, "--gamma", min=0.0, max=1.0, help="Online gamma probability (0.7-1.5)."),
+    black_p: float = typer.Option(0.0, "--black-level", min=0.0, max=1.0,
+                                  help="Online black-level probability (black point raised by 0-40 of 255)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (GPUs) to train on with DistributedDataParallel: "
+                              "runs this command under torchrun; --batch is per process."),
+    disk_cache: bool = typer.Option(True, "--disk-cache/--no-disk-cache", help="Keep resized images in the "
+                                    "store's cache/trainer between runs."),
     seed: int = typer.Option(0, "--seed"),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate every N epochs."),
@@ -46,18 +61,49 @@ def train_cmd(
     quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
-    """Train the U-Net on a dataset version; validate with the competition Dice."""
+    """Train a segmentation model on a dataset version; validate with the competition Dice."""
+    from trainer.config import TrainConfig
     from trainer.data import OnlineAug
+    from trainer.distributed import dist_env, launch
     from trainer.runs import train_version
 
     store = open_store(home)
-    result = train_version(
-        store, dataset, val=val, run=run, resume=resume, device=device, epochs=epochs, size=size,
-        batch=batch, lr=lr, width=width, depth=depth, norm=norm, aug=OnlineAug(hflip=hflip), seed=seed,
-        workers=workers, val_every=val_every, val_limit=val_limit, compile=compile_,
-        progress=not quiet)
+    options = dict(epochs=epochs, size=size, batch=batch, lr=lr, arch=arch, width=width, depth=depth,
+                   blocks=blocks, norm=norm, seed=seed, workers=workers, val_every=val_every,
+                   val_limit=val_limit, compile=compile_,
+                   aug=OnlineAug(hflip=hflip, scale=scale_p, translate=translate_p, gamma=gamma_p,
+                                 black_level=black_p))
+    env = dist_env()
+    if nproc > 1 and not env.distributed:
+        TrainConfig(**options)  # a bad option fails here, once, before any process starts
+        store.open(dataset)
+        raise typer.Exit(launch(nproc, ["train", *command_argv(ctx, drop={"nproc"})]))
+    result = train_version(store, dataset, val=val, run=run, resume=resume, device=device,
+                           progress=not quiet, disk_cache=disk_cache, **options)
+    if not env.is_main:
+        return  # rank 0 reports
     best = f"{result.best_dice:.4f} (epoch {result.best_epoch})" if result.best_dice is not None else "n/a"
-    out.print(f"run {result.run_dir}: {result.epochs_done} epochs, best val Dice {best}")
+    procs = f" on {env.world} processes" if env.distributed else ""
+    out.print(f"run {result.run_dir}: {result.epochs_done} epochs{procs}, best val Dice {best}")
+
+
+def command_argv(ctx: typer.Context, drop: set[str] = frozenset()) -> list[str]:
+    """The command's options as a command line again (values that differ from the defaults),
+    for re-running it under torchrun."""
+    argv: list[str] = []
+    for param in ctx.command.params:  # typer's own click copy: options known by their kind, not class
+        if getattr(param, "param_type_name", None) != "option" or param.name in drop or param.name not in ctx.params:
+            continue
+        value = ctx.params[param.name]
+        if value is None or value == param.default:
+            continue
+        if getattr(param, "is_flag", False):
+            names = param.opts if value else param.secondary_opts
+            if names:
+                argv.append(names[0])
+            continue
+        argv += [param.opts[0], str(value)]
+    return argv
 
 
 def _dice_table(title: str, columns: list[str], rows: list[list[float]], delta: bool = False):
