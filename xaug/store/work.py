@@ -144,18 +144,20 @@ def watch_parent(pid: int, interval: float = 1.0) -> None:
             return
         _WATCHED.add(pid)
 
+    is_parent = os.getppid() == pid  # loky workers are children of the command
+
     def watch() -> None:
         import time
 
         while True:
             time.sleep(interval)
+            if is_parent and os.getppid() != pid:  # re-parented (to init or a subreaper): it died
+                os._exit(3)
             try:
-                os.kill(pid, 0)
+                os.kill(pid, 0)  # (a killed parent that is a zombie still answers: hence the above)
             except ProcessLookupError:
                 os._exit(3)
             except PermissionError:  # pragma: no cover - another user's pid: it exists
                 pass
-            if os.getppid() == 1 and pid != 1:  # re-parented to init: our parent died
-                os._exit(3)
 
     threading.Thread(target=watch, name="xaug-parent-watch", daemon=True).start()

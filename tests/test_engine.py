@@ -1,0 +1,117 @@
+"""xaug.store.execute: the one build engine, as the store's users see it: the plan lock, a full
+disk, workers that die with a killed command."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from xaug import pipeline as P
+from xaug.errors import BadInput
+from xaug.store import Store
+from xaug.store import work as W
+
+ROTATE = {"name": "rotate", "seed": 2, "steps": [{"op": "rotate", "per_image": 2}]}
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid: int) -> set[int]:
+    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(int(p.name)) == pid}
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def xaug_cmd(home: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "xaug", *args, "--home", str(home)]
+
+
+def test_two_identical_commands_at_once_build_once(store_copy):
+    """The second waits on the plan's lock, then finds the version the first made."""
+    cmd = xaug_cmd(store_copy, "rotate", "--per-image", "3", "--seed", "7", "--jobs", "1", "-q")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    lines = sorted(o[0].strip() for o in outs)
+    assert sum("made" in line for line in lines) == 1, lines
+    assert sum("up to date" in line for line in lines) == 1, lines
+    store = Store(store_copy)
+    assert store.names() == ["raw_v1", "rotate_v1"] and store.verify("rotate_v1") == []
+    assert not any((store_copy / "staging").glob("*/records"))
+
+
+def test_a_full_disk_stops_with_one_line_frees_unfinished_items_and_a_rerun_resumes(store_copy, monkeypatch):
+    store = Store(store_copy)
+    spec = P.parse_pipeline(ROTATE)
+    real = W.stage_made
+    calls = {"n": 0}
+
+    def stage_then_fill_up(staging, made):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the disk fills up half way through writing the 4th item
+            (Path(staging) / made.relpath).parent.mkdir(parents=True, exist_ok=True)
+            (Path(staging) / made.relpath).write_bytes(made.image[:100])
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(staging) / made.relpath))
+        return real(staging, made)
+
+    monkeypatch.setattr(W, "stage_made", stage_then_fill_up)
+    with pytest.raises(BadInput, match="no space left on the device while building; unfinished items were "
+                                       "removed, finished ones are kept: free space"):
+        P.run_pipeline(store, spec, jobs=1, progress=False)
+    assert store.names() == ["raw_v1"]
+    stage = next(p for p in (store_copy / "staging").iterdir() if p.is_dir())
+    staged = sorted(p for p in (stage / "data").rglob("*") if p.is_file())
+    assert len(list((stage / "records").glob("*.json"))) == 3
+    assert len(staged) == 6  # 3 finished items (image + label); the half-written 4th is gone
+    monkeypatch.setattr(W, "stage_made", real)
+    result = P.run_pipeline(store, spec, jobs=1, progress=False)
+    assert result.resumed == 3 and result.made == len(result.dataset.items) - 3
+    assert store.verify(result.dataset.name) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_kill_9_of_a_build_ends_its_workers_within_seconds(make_store, tmp_path):
+    home = make_store(persons=4, test_persons=1, size=384)
+    cmd = xaug_cmd(home, "rotate", "--per-image", "40", "--pivot", "wrist", "--jobs", "2", "-q")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        workers: set[int] = set()
+        while time.time() < deadline:  # wait until the pool's workers are making items
+            workers = {c for c in children(proc.pid)
+                       if "loky" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")}
+            staged = list((home / "staging").glob("*/records/*.json")) if (home / "staging").exists() else []
+            if len(workers) >= 2 and staged:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the build's workers never started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(alive(w) for w in workers), "workers outlived the killed command"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # and the same command then finishes the work
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "resumed" in done.stdout
