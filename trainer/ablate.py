@@ -500,12 +500,16 @@ def resolve_arms(store, spec: AblationSpec, data, jobs: int | None, progress: bo
                  base_dir: Path | None = None) -> list[ArmData]:
     """Open or build each arm's training version (pipelines through the store's cache)."""
     from trainer.runs import lineage_root
-    from xaug.pipeline import run_pipeline
+    from xaug.pipeline import check_output_space, run_pipeline
 
+    pipes = {key: arm_pipeline(spec, arm, source_id=data.id, where=f"{key}.pipeline", base_dir=base_dir)
+             for key, arm in _arm_keys(spec) if arm.pipeline is not None}
+    for pipe in pipes.values():  # as `xaug run`: refuse what the disk cannot hold, before building any
+        check_output_space(store, pipe, data)
     arms = []
     for key, arm in _arm_keys(spec):
         if arm.pipeline is not None:
-            pipe = arm_pipeline(spec, arm, source_id=data.id, where=f"{key}.pipeline", base_dir=base_dir)
+            pipe = pipes[key]
             log(f"{arm.name}: building pipeline {pipe.name} from {data.name}")
             res = run_pipeline(store, pipe, jobs=jobs, progress=progress)
             arms.append(ArmData(arm, res.dataset, "cached" if res.cached else "made", res.summary()))
