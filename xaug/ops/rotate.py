@@ -67,19 +67,29 @@ class RotateSpec(BaseModel):
                 raise ValueError(f"expected a comma-separated list of degrees such as '-30,-15,15,30', got {v!r}") from None
         return v
 
+    @field_validator("angle_range")
+    @classmethod
+    def _range_bounds(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(-360 <= a <= 360 for a in v):  # NaN and infinities fail too
+            raise ValueError("angle_range must lie within -360..360 degrees")
+        return v
+
+    @field_validator("angles")
+    @classmethod
+    def _angle_values(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and len(v) > 10_000:
+            raise ValueError(f"angles lists {len(v)} values; give at most 10,000 (or a range)")
+        if v is not None and not all(-360 <= a <= 360 for a in v):  # NaN and infinities fail too
+            raise ValueError("every angle must be a number within -360..360 degrees")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "RotateSpec":
         lo, hi = self.angle_range
         if lo > hi:
             raise ValueError(f"angle_range low {lo} is above high {hi}")
-        if not (-360 <= lo and hi <= 360):
-            raise ValueError("angle_range must lie within -360..360 degrees")
         if self.angles is not None and len(self.angles) == 0:
             raise ValueError("angles is empty; give at least one angle or leave it out")
-        if self.angles is not None and len(self.angles) > 10_000:
-            raise ValueError(f"angles lists {len(self.angles)} values; give at most 10,000 (or a range)")
-        if self.angles is not None and not all(-360 <= a <= 360 for a in self.angles):  # NaN fails too
-            raise ValueError("every angle must be a number within -360..360 degrees")
         if isinstance(self.fill, float) and not 0 <= self.fill <= 255:
             raise ValueError("fill must be 'texture', 'background' or a pixel value 0..255")
         return self

@@ -1,0 +1,203 @@
+"""Pipeline files, numeric options, resource bounds and OS errors: each bad case is one line,
+exit 2, nothing half-done, and the store unchanged."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from _hardening import refused, snapshot, unchanged, xaug
+
+LAUGHS = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+BILLION_LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + LAUGHS + "steps: *i\n"
+
+
+@pytest.mark.parametrize("text, first", [
+    (BILLION_LAUGHS, "{file}:5: document expands to more than 10,000 values"),
+    ("a: &x [1, *x]\n", "{file}:1: an alias refers to its own anchor"),
+    ("name: one\nsteps: [{op: flip}]\nname: two\n", "{file}:3: duplicate key 'name' (first at line 1); keep one"),
+    ("steps:\n  - op: rotate\n    per_image: 2\n    per_image: 3\n",
+     "{file}:4: duplicate key 'per_image' (first at line 3)"),
+    ("[" * 5000 + "]" * 5000, "{file}"),
+])
+def test_pipeline_yaml_bombs_and_duplicate_keys_are_refused(store_copy, tmp_path, text, first):
+    file = tmp_path / "p.yaml"
+    file.write_text(text)
+    before = snapshot(store_copy)
+    for command in (["run", file], ["run", file, "--check"]):
+        refused(xaug(*command, "--home", store_copy), first.format(file=file))
+    unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("args, first", [
+    (["mosaic", "--beta", "nan"], "--beta: Input should be a finite number"),
+    (["mosaic", "--beta", "inf"], "--beta: Input should be a finite number"),
+    (["mosaic", "--beta", "1e-9"], "--beta: beta 1e-09 is below 0.01"),
+    (["mosaic", "--beta", "1e9"], "--beta: Input should be less than or equal to 100"),
+    (["mosaic", "--n", "10000000"], "--n: Input should be less than or equal to 1000000"),
+    (["mosaic", "--n", "0"], "--n: Input should be greater than or equal to 1"),
+    (["rotate", "--per-image", "1000"], "--per-image: Input should be less than or equal to 100"),
+    (["rotate", "--angles", "nan:1"], "--angles: cannot read 'nan:1'"),
+    (["rotate", "--angles", "-1000:10"], "--angles: angle_range must lie within -360..360 degrees"),
+    (["rotate", "--angles", "5,9999"], "--angles: every angle must be a number within -360..360 degrees"),
+    (["synth", "--persons", "2", "--rotated-train", "nan"], "synth: --rotated-train is a fraction"),
+    (["synth", "--persons", "2", "--size", "100000"], "synth: --size must be between 64 and 8192"),
+    (["synth", "--persons", "2", "--seed", "-1"], "synth: --seed must be 0 or more"),
+])
+def test_absurd_numeric_options_are_refused_by_the_spec(store_copy, args, first):
+    before = snapshot(store_copy)
+    refused(xaug(*args, "--home", store_copy), first)
+    unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("step, first", [
+    ("{op: mosaic, beta: .nan}", "steps.0.beta: Input should be a finite number"),
+    ("{op: mosaic, size: [0, 5]}", "steps.0.size: size must be positive"),
+    ("{op: mosaic, size: [100000, 100000]}", "steps.0.size: size must be positive and at most 8192"),
+    ("{op: rotate, angles: [.inf]}", "steps.0.angles: every angle must be a number within -360..360"),
+    ("{op: rotate, band_width: .inf}", "steps.0.band_width: Input should be a finite number"),
+    ("{op: flip, min_area: -1}", "steps.0.min_area: Input should be greater than or equal to 0"),
+])
+def test_absurd_numbers_in_a_pipeline_file(store_copy, tmp_path, step, first):
+    file = tmp_path / "p.yaml"
+    file.write_text(f"steps: [{step}]\n")
+    before = snapshot(store_copy)
+    res = xaug("run", file, "--home", store_copy)
+    assert res.exit_code == 2 and f"error: {first}" in res.stderr, res.stderr
+    unchanged(store_copy, before)
+
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def _free(monkeypatch, free: int) -> None:
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: Usage(real(p).total, real(p).used, free))
+
+
+@pytest.mark.parametrize("args, what", [
+    (["mosaic", "--n", "1000"], "1,000 new items needs about "),
+    (["rotate", "--per-image", "50"], "400 new items needs about "),
+    (["synth", "--persons", "400", "--size", "2048"], "1,100 synthetic images needs about 4.2 GB"),
+])
+def test_work_that_does_not_fit_the_disk_is_refused_before_it_starts(store_copy, monkeypatch, args, what):
+    _free(monkeypatch, 10 << 20)
+    before = snapshot(store_copy)
+    line = refused(xaug(*args, "--home", store_copy), f"{store_copy}: {what}")
+    assert "is free on the store's disk; free space" in line
+    assert not (store_copy / "staging").exists() or not any((store_copy / "staging").iterdir())
+    unchanged(store_copy, before)
+
+
+def test_planning_memory_is_checked_before_planning(store_copy, monkeypatch):
+    import xaug.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_available_memory", lambda: 100 << 20)
+    before = snapshot(store_copy)
+    refused(xaug("mosaic", "--n", "1000000", "--home", store_copy),
+            "mosaic: planning 1,000,000 items needs about 2.5 GB of memory but only 104.9 MB is available")
+    unchanged(store_copy, before)
+
+
+# ---------------------------------------------------------------- output paths and OS errors
+
+
+def test_export_destinations(store_copy, tmp_path, monkeypatch):
+    before = snapshot(store_copy)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    full = tmp_path / "full"
+    (full / "keep").mkdir(parents=True)
+    refused(xaug("export", "raw", a_file, "--home", store_copy), f"{a_file}: is a file; give a new folder")
+    refused(xaug("export", "raw", full, "--home", store_copy), f"{full}: folder exists and is not empty")
+    inside = store_copy / "versions" / "out"
+    refused(xaug("export", "raw", inside, "--home", store_copy), f"{inside}: is inside the store")
+    refused(xaug("export", "raw", store_copy.parent, "--home", store_copy), f"{store_copy.parent}: folder exists")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    refused(xaug("export", "raw", tmp_path / "new", "--home", store_copy), f"{tmp_path / 'new'}: cannot write in")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "full", "store"]
+    unchanged(store_copy, before)
+
+
+def test_no_space_left_during_export_leaves_nothing(store_copy, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    before = snapshot(store_copy)
+    res = xaug("export", "raw", tmp_path / "out", "--home", store_copy, "--quiet")
+    line = refused(res, f"{tmp_path}/.out.xaug-export/")
+    assert line.endswith("no space left on the device; free some space and run the same command again "
+                         "(finished work is kept)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no half-written export
+    unchanged(store_copy, before)
+
+
+def test_a_read_only_store_is_one_line(store_copy, tmp_path, monkeypatch):
+    from _layout import make_layout
+
+    root = make_layout(tmp_path / "src", persons=2, size=16)
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(store_copy)):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    before = snapshot(store_copy)
+    line = refused(xaug("import", root, "--name", "more", "--home", store_copy, "--quiet"), f"{store_copy}/")
+    assert line.endswith("the file system is read-only; use a writable --home or output folder")
+    unchanged(store_copy, before)
+
+
+def _run_folder(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"val_dataset": "raw", "size": 32}))
+    return run
+
+
+def test_predict_out_is_checked_before_inference(store_copy, tmp_path, monkeypatch):
+    run = _run_folder(tmp_path)  # no checkpoint: reaching inference would fail differently
+    before = snapshot(store_copy)
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    refused(xaug("predict", "--run", run, "--out", folder, "--home", store_copy),
+            f"--out {folder}: is a folder; give a file path such as submission.csv")
+    inside = store_copy / "sub.csv"
+    refused(xaug("predict", "--run", run, "--out", inside, "--home", store_copy),
+            f"--out {inside}: is inside the store")
+    blocked = tmp_path / "afile" / "sub.csv"
+    (tmp_path / "afile").write_text("x")
+    refused(xaug("predict", "--run", run, "--out", blocked, "--home", store_copy), f"--out {blocked}: ")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    refused(xaug("predict", "--run", run, "--out", tmp_path / "sub.csv", "--home", store_copy),
+            f"--out {tmp_path / 'sub.csv'}: cannot write in {tmp_path}")
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "sub.csv").exists()
+    unchanged(store_copy, before)
+
+
+def test_train_run_is_checked_before_training(store_copy, tmp_path):
+    before = snapshot(store_copy)
+    a_file = tmp_path / "run"
+    a_file.write_text("x")
+    common = ["--dataset", "raw", "--epochs", "1", "--size", "32", "--device", "cpu", "--home", store_copy]
+    refused(xaug("train", "--run", a_file, *common), f"--run {a_file}: is a file, not a folder")
+    inside = store_copy / "runs" / "r"
+    refused(xaug("train", "--run", inside, *common), f"--run {inside}: is inside the store")
+    assert not inside.exists()
+    unchanged(store_copy, before)
