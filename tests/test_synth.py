@@ -108,8 +108,11 @@ def test_anatomical_order(side, wrist):
     assert abs(c["Radius"][1] - c["Ulna"][1]) < 40
 
 
-def test_smallest_classes_are_small():
-    items, _ = plan_dataset(4, 0, seed=1)
+@pytest.mark.parametrize("appearance", ["legacy", "realistic"])
+def test_smallest_classes_are_small(appearance):
+    from xaug.synth.plan import appearance_spec
+
+    items, _ = plan_dataset(4, 0, seed=1, appearance=appearance_spec(appearance))
     areas = np.zeros(len(CLASSES))
     for it in items:
         polys = annotation_polygons(hand_geometry(it.person.shape, it.pose, it.side, 1024))
@@ -209,12 +212,16 @@ def _item_hashes(ds):
     return sorted((it["image"]["path"], it["image"]["sha256"], it["label"]["sha256"]) for it in ds.items)
 
 
-def test_same_seed_same_bytes_whatever_jobs(tmp_path):
-    a = synthesize(Store(tmp_path / "a"), persons=3, test_persons=1, seed=7, size=160, jobs=1, progress=False)
-    b = synthesize(Store(tmp_path / "b"), persons=3, test_persons=1, seed=7, size=160, jobs=2, progress=False)
+@pytest.mark.parametrize("appearance", ["realistic", "randomised", "legacy"])
+def test_same_seed_same_bytes_whatever_jobs(tmp_path, appearance):
+    a = synthesize(Store(tmp_path / "a"), persons=3, test_persons=1, seed=7, size=160, jobs=1, progress=False,
+                   appearance=appearance)
+    b = synthesize(Store(tmp_path / "b"), persons=3, test_persons=1, seed=7, size=160, jobs=2, progress=False,
+                   appearance=appearance)
     assert _item_hashes(a) == _item_hashes(b)
     assert a.id == b.id
-    c = synthesize(Store(tmp_path / "c"), persons=3, test_persons=1, seed=8, size=160, jobs=1, progress=False)
+    c = synthesize(Store(tmp_path / "c"), persons=3, test_persons=1, seed=8, size=160, jobs=1, progress=False,
+                   appearance=appearance)
     assert _item_hashes(a) != _item_hashes(c)
 
 

@@ -2,7 +2,8 @@
 appearance) and docs/img/synth_styles.png (the same planned hands in the legacy, realistic and
 randomised appearance, with a close-up of the wrist).
 
-    python docs/img/synth_figure.py
+    python docs/img/synth_figure.py            # both figures
+    python docs/img/synth_figure.py --stats    # the realism table of docs/synthetic.md instead
 """
 from __future__ import annotations
 
@@ -59,7 +60,27 @@ def styles() -> None:
     print(out, grid.shape)
 
 
+def stats(persons: int = 12, size: int = 1024) -> str:
+    """The realism statistics of each style (2 x `persons` images, train split), as markdown."""
+    from xaug.report import realism
+
+    out = {}
+    for mode in ("legacy", "realistic", "randomised"):
+        items, _ = plan_dataset(persons, 0, seed=11, appearance=appearance_spec(mode))
+        rows = []
+        for it in items:
+            img, anns = render_item(it, size)
+            rows.append(realism.image_stats(img[..., 0], anns, size))
+        out[f"{mode} (median, p10-p90)"] = realism.summarise(rows)
+    return realism.markdown_table(out)
+
+
 def main() -> None:
+    import sys
+
+    if "--stats" in sys.argv:
+        print(stats())
+        return
     styles()
     items, _ = plan_dataset(60, 60, seed=0, rotated_train=0.12, rotated_test=0.6,
                             appearance=appearance_spec("realistic"))
