@@ -1,5 +1,6 @@
 """Interoperability: export a version as COCO, YOLO-seg or mask rasters, import COCO, compare versions.
 
+    competition.py  the plain competition layout (with --split or --force)
     coco.py    COCO instances JSON (export; import of CVAT / LabelMe-converted files, polygons and RLE)
     yolo.py    Ultralytics' segment layout (images/, labels/*.txt, data.yaml)
     masks.py   one bit-packed (29, H, W) .npz per image
