@@ -5,7 +5,6 @@ Each op command parses its flags, builds the same pipeline spec a YAML file woul
 """
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -35,24 +34,22 @@ class Pivot(str, Enum):
     wrist = "wrist"
 
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
-
-
 def parse_angles(text: str) -> dict[str, Any]:
-    """'-30:30' -> {'angle_range': (-30, 30)}; '-30,-15,15,30' or '20' -> {'angles': [...]}."""
+    """'-30:30' -> {'angle_range': (-30, 30)}; '-30,-15,15,30' or '20' -> {'angles': '...'} (the
+    spec reads the list). Ranges go through the ops' one range parser."""
+    from xaug.ops.base import parse_range
+
     text = text.strip()
-    m = re.fullmatch(rf"({_NUMBER})\s*:\s*({_NUMBER})", text)
-    if m:
-        lo, hi = float(m.group(1)), float(m.group(2))
+    if ":" in text:
+        try:
+            lo, hi = parse_range(text)
+        except ValueError as exc:
+            raise BadInput(f"{exc} or a list such as -30,-15,15,30", where="--angles") from None
         if lo > hi:
-            raise BadInput(f"range {text!r} runs backwards; write the low end first, e.g. {m.group(2)}:{m.group(1)}",
-                           where="--angles")
+            a, b = (x.strip() for x in text.split(":"))
+            raise BadInput(f"range {text!r} runs backwards; write the low end first, e.g. {b}:{a}", where="--angles")
         return {"angle_range": (lo, hi)}
-    parts = [p.strip() for p in text.split(",")]
-    if parts and all(re.fullmatch(_NUMBER, p) for p in parts):
-        return {"angles": [float(p) for p in parts]}
-    raise BadInput(f"cannot read {text!r}; give a range such as -30:30 or a list such as -30,-15,15,30",
-                   where="--angles")
+    return {"angles": text}
 
 
 def _spec_from_flags(*, name: str, source: str, split: Split, seed: int, include_source: bool,

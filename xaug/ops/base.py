@@ -126,16 +126,22 @@ def spec_classes() -> list[type[BaseModel]]:
 
 # ---------------------------------------------------------------- small helpers for specs/plans
 
-_RANGE_RE = re.compile(r"^\s*(-?[\d.]+(?:e-?\d+)?)\s*:\s*(-?[\d.]+(?:e-?\d+)?)\s*$")
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+RANGE_RE = re.compile(rf"\s*({_NUMBER})\s*:\s*({_NUMBER})\s*")
 
 
 def parse_range(value: Any) -> Any:
-    """'-30:30' -> (-30.0, 30.0); anything else is left to pydantic."""
+    """The one range parser (specs and flags): '-30:30' -> (-30.0, 30.0); anything that is not a
+    string is left to pydantic.
+
+    >>> parse_range("-45:-20")
+    (-45.0, -20.0)
+    """
     if isinstance(value, str):
-        m = _RANGE_RE.match(value)
+        m = RANGE_RE.fullmatch(value)
         if not m:
-            raise ValueError(f"expected 'low:high' such as '-30:30', got {value!r}")
-        return (float(m.group(1)), float(m.group(2)))
+            raise ValueError(f"cannot read {value!r}; give a range low:high such as -30:30")
+        return (float(m.group(1)), float(m.group(2)))  # low <= high: each spec checks, naming its key
     return value
 
 
