@@ -234,16 +234,20 @@ def test_labelme_style_jpeg_and_person_folders(tmp_path):
     for i, p in enumerate(sorted(root.glob("*/*.jpg")), 1):
         images.append({"id": i, "file_name": p.relative_to(root).as_posix(), "height": 64, "width": 64})
         anns.append({"id": i, "image_id": i, "category_id": 0, "iscrowd": 0,
-                     "segmentation": [[10.5, 10.5, 40.5, 12.0, 30.0, 50.25]], "area": 0, "bbox": [0, 0, 0, 0]})
+                     "segmentation": [[10.5, 10.5, 40.5, 12.0, 30.0, 50.25]] + ([[3, 3, 3.2, 3.1, 3.1, 3.3]] if i == 1 else []),
+                     "area": 0, "bbox": [0, 0, 0, 0]})
     (root / "coco.json").write_text(json.dumps({"images": images, "annotations": anns,
                                                 "categories": [{"id": 0, "name": "Capitate", "supercategory": None}]}))
     r = runner.invoke(app, ["import", str(root), "--format", "coco", "--coco-json", str(root / "coco.json"),
                             "--name", "lm", "--folds", "2", "--home", str(tmp_path / "home"), "-q"])
     assert r.exit_code == 0, r.output
+    assert "dropped 1 polygon(s) of fewer than 3 distinct points" in r.output
     ds = xaug.open("lm", home=tmp_path / "home")
     assert sorted({it.person for it in ds}) == ["ID007", "ID008"] and {it.side for it in ds} == {"L", "R"}
     assert ds.split_info["k"] == 2 and len({it.fold for it in ds}) == 2  # both hands of a person in one fold
-    assert all(it.meta["converted_to_png_from"] == "jpg" and it.meta["coco"] == {"converted_polygons": 1} for it in ds)
+    assert all(it.meta["converted_to_png_from"] == "jpg" for it in ds)
+    assert sorted(it.meta["coco"].get("dropped_polygons", 0) for it in ds) == [0, 0, 0, 1]
+    assert all(it.meta["coco"]["converted_polygons"] == 1 for it in ds)
     item = ds.items()[0]
     assert item.image_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and item.path == f"train/DCM/{item.person}/{item.stem}.png"
     (poly,) = item.annotations()

@@ -197,6 +197,9 @@ def _import_coco(store, path, name, coco_json, label_map, lenient, tolerance, fo
     out.print(f"{ds.name} ({ds.id[:12]}) {what}: {len(ds.items)} items, {report['polygons']} polygons "
               f"({report['exact_polygons']} exact, {report['converted_polygons']} converted, "
               f"{report['rle_annotations']} RLE annotations traced)", markup=False)
+    if report.get("dropped_polygons"):
+        console.print(f"dropped {report['dropped_polygons']} polygon(s) of fewer than 3 distinct points "
+                      "(counted in each item's meta.coco)", markup=False)
     if report["skipped_categories"]:
         skipped = ", ".join(f"{k} ({v})" for k, v in report["skipped_categories"].items())
         console.print(f"skipped {report['skipped_annotations']} annotation(s) of unknown categories: {skipped} "

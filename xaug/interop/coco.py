@@ -490,7 +490,7 @@ def _convert_annotations(anns: list[dict], cats: dict, h: int, w: int, tolerance
     loose: list[Annotation] = []
     rle_parts = 0
     rle_dice: list[float] = []
-    converted = 0
+    converted = dropped = 0
     exact_all = True
     for ann in sorted(anns, key=lambda a: (CLASS_INDEX[cats[a["category_id"]]], str(a.get("id")))):
         label = cats[ann["category_id"]]
@@ -511,9 +511,9 @@ def _convert_annotations(anns: list[dict], cats: dict, h: int, w: int, tolerance
         if isinstance(seg, list):
             for flat in seg:
                 pts = from_coco_polygon(flat) if isinstance(flat, list) and len(flat) >= 6 else None
-                if pts is None:
-                    report.setdefault("dropped_polygons", 0)
-                    report["dropped_polygons"] += 1
+                if pts is None:  # fewer than 3 distinct points once brought onto the pixel grid
+                    report["dropped_polygons"] = report.get("dropped_polygons", 0) + 1
+                    dropped += 1
                     continue
                 loose.append(Annotation(label, pts, dict(base_extra)))
                 converted += 1
@@ -540,6 +540,8 @@ def _convert_annotations(anns: list[dict], cats: dict, h: int, w: int, tolerance
                             "min_dice": round(min(rle_dice), 4)}
     if converted:
         note["converted_polygons"] = converted
+    if dropped:
+        note["dropped_polygons"] = dropped
     if exact_all and label_x and isinstance(label_x.get("order"), list):
         order = label_x["order"]
         try:
