@@ -177,3 +177,28 @@ def test_resume_from_a_damaged_last_checkpoint_says_start_a_new_run(store_copy, 
     assert "--resume is impossible: start a new run" in line
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "last.pt"]
     unchanged(store_copy, before)
+
+
+# ---------------------------------------------------------------- caches and run outputs
+
+
+def test_a_damaged_hash_cache_or_split_cache_is_rebuilt(tmp_path):
+    from _layout import make_layout
+
+    root = make_layout(tmp_path / "src", persons=2, size=16)
+    home = tmp_path / "home"
+    assert xaug("import", root, "--home", home, "--quiet").exit_code == 0
+    (home / "cache" / "hashes.sqlite").write_bytes(b"not a database")
+    for split in (home / "cache" / "splits").glob("*.json"):
+        split.write_text("{broken")
+    res = xaug("import", root, "--home", home, "--quiet")
+    assert res.exit_code == 0 and "unchanged, already" in res.stdout, res.output
+    assert (home / "cache" / "hashes.sqlite.damaged").is_file()
+    res = xaug("import", root, "--home", home, "--quiet")
+    assert res.exit_code == 0 and "hashed 0 files" in res.stdout  # the new cache works
+
+
+def test_a_damaged_evaluation_is_one_line(tmp_path):
+    run = _run_folder(tmp_path)
+    (run / "eval_raw_v1_val.json").write_text("{broken")
+    refused(xaug("compare", run, run), f"{run}/eval_raw_v1_val.json: eval_raw_v1_val.json is damaged")

@@ -364,7 +364,14 @@ def load_evaluation(run: str | Path, split: str | None = None) -> dict:
     run_dir = run_path(run)
     cands = sorted(run_dir.glob("eval_*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in cands:
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            raise XaugError(f"{path.name} is damaged (not valid JSON); run `xaug evaluate --run {run}` again",
+                            where=str(path)) from None
+        if not isinstance(data, dict):
+            raise XaugError(f"{path.name} is damaged (not an object); run `xaug evaluate --run {run}` again",
+                            where=str(path))
         if split is None or data.get("split") == split:
             return data
     if split in (None, "val") and (run_dir / "val_dice.csv").exists():

@@ -49,12 +49,27 @@ class HashCache:
         loses its `checked` mark until checked again); the fresh results replace the cached ones."""
         self.trust = trust
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
-        self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
-                         " mtime_ns INTEGER, inode INTEGER, sha256 TEXT, checked INTEGER DEFAULT 0)")
+        try:
+            self._db = self._open(db_path)
+        except sqlite3.DatabaseError:  # a damaged cache is only a cache: start a new one
+            self._db = None
+            db_path.replace(db_path.with_name(db_path.name + ".damaged"))
+            self._db = self._open(db_path)
         self._lock = threading.Lock()
         self.hashed = 0
         self.reused = 0
+
+    @staticmethod
+    def _open(db_path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(db_path), timeout=60, check_same_thread=False)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER,"
+                       " mtime_ns INTEGER, inode INTEGER, sha256 TEXT, checked INTEGER DEFAULT 0)")
+            db.execute("SELECT size, mtime_ns, inode, sha256, checked FROM files LIMIT 1").fetchall()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def lookup(self, path: Path) -> tuple[str | None, bool, os.stat_result]:
         st = os.stat(path)

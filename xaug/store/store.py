@@ -680,7 +680,12 @@ class Store:
         key = sha256_bytes(canonical_json([people, [meta[p].sex if p in meta else None for p in people], k, seed]))
         path = self.home / "cache" / "splits" / f"{key[:32]}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            try:
+                cached = json.loads(path.read_bytes())
+                if isinstance(cached, dict) and isinstance(cached.get("folds"), dict):
+                    return cached
+            except (ValueError, UnicodeDecodeError):
+                pass  # a damaged cache entry: computed again below
         split = person_folds_for(persons, meta, k, seed)
         _atomic_write(path, json.dumps(split).encode())
         return split
