@@ -1,0 +1,74 @@
+"""The trainer's on-disk image cache: keyed by (version id, file hashes, size), read back
+identically, rebuilt when stale, used by a second `train_version` without decoding anything."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from _trainer_data import make_samples
+from trainer import data as tdata
+from trainer.data import DiskCache, TrainSet, load_gray, resized_images
+
+
+def test_cache_round_trip_and_keys(tmp_path):
+    samples = make_samples(tmp_path / "data", n=3, size=48)
+    disk = DiskCache(tmp_path / "cache", "v1")
+    hashes = ["a" * 64, "b" * 64, "c" * 64]
+    images, shapes = resized_images(samples, 32, jobs=2, disk=disk, hashes=hashes)
+    assert images.shape == (3, 32, 32) and shapes == [(48, 48)] * 3
+    for s, img in zip(samples, images):  # parallel decoding gives what one decode gives
+        assert np.array_equal(load_gray(s, 32)[0], img)
+    npy, meta = disk.paths(hashes, 32)
+    assert npy.parent == tmp_path / "cache" / "v1" / "32" and npy.exists()
+    assert json.loads(meta.read_text())["files"] == hashes
+    got = disk.load(hashes, 32)
+    assert got is not None and np.array_equal(got[0], images) and got[1] == shapes and got[0].flags.writeable
+    # another size, another file list, another version: other entries
+    assert disk.load(hashes, 16) is None and disk.load(hashes[:2], 32) is None
+    assert DiskCache(tmp_path / "cache", "v2").load(hashes, 32) is None
+    # a damaged entry is not used (and rebuilt on the next call)
+    np.save(npy, np.zeros((2, 32, 32), np.uint8))
+    assert disk.load(hashes, 32) is None
+    again, _ = resized_images(samples, 32, disk=disk, hashes=hashes)
+    assert np.array_equal(again, images) and disk.load(hashes, 32) is not None
+
+
+def test_train_set_reads_the_cache_without_decoding(tmp_path, monkeypatch):
+    samples = make_samples(tmp_path / "data", n=2, size=48)
+    disk = DiskCache(tmp_path / "cache", "v1")
+    first = TrainSet(samples, 32, aug=None, disk=disk, hashes=["x", "y"])
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded although cached")
+
+    monkeypatch.setattr(tdata, "_decode_all", no_decode)
+    second = TrainSet(samples, 32, aug=None, disk=disk, hashes=["x", "y"])
+    for i in range(2):
+        assert all(a.equal(b) for a, b in zip(first[i], second[i]))
+
+
+def test_second_training_starts_from_the_cache(store_copy, tmp_path, monkeypatch):
+    from trainer.runs import train_version
+    from xaug.store import Store
+
+    store = Store(store_copy)
+    opts = dict(device="cpu", progress=False, epochs=1, size=32, batch=4, width=4, depth=2, workers=0, val_limit=2)
+    train_version(store, "raw", run=str(tmp_path / "a"), **opts)
+    ds = store.open("raw")
+    entries = sorted((store_copy / "cache" / "trainer" / ds.id).glob("32/*.npy"))
+    assert len(entries) == 2  # training images and validation inputs
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded although cached")
+
+    monkeypatch.setattr(tdata, "_decode_all", no_decode)
+    monkeypatch.setattr("trainer.data.load_gray", no_decode)  # validation inputs too
+    second = train_version(store, "raw", run=str(tmp_path / "b"), **opts)
+    first_rows = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    second_rows = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda r: {k: v for k, v in json.loads(r).items() if k not in ("train_seconds", "images_per_s", "startup_seconds")}
+    assert [strip(r) for r in first_rows] == [strip(r) for r in second_rows] and second.best_dice is not None
+    with pytest.raises(AssertionError, match="decoded although cached"):  # the switch off decodes again
+        train_version(store, "raw", run=str(tmp_path / "c"), disk_cache=False, **opts)
