@@ -61,6 +61,15 @@ def check_relpath(rel: Any, where: str) -> str:
     return rel
 
 
+def check_image_relpath(rel: Any, where: str) -> str:
+    """An item image's path: a safe relpath of the form `<train|test>/DCM/<ID>/<name>.png` (what
+    every manifest must hold; a version with any other is refused when opened)."""
+    check_relpath(rel, where)
+    if not _ITEM_IMAGE_RE.match(rel):
+        raise BadInput(f"{rel!r} is not <train|test>/DCM/<ID>/<name>.png", where=where)
+    return rel
+
+
 def inside(root: Path, rel: str, where: str) -> Path:
     """`root / rel` after checking `rel` and that, symlinks resolved, it stays inside `root`."""
     check_relpath(rel, where)
