@@ -164,6 +164,8 @@ def test_reads_check_the_manifest_hash(store_copy):
     other.image_file.path.unlink()
     with pytest.raises(BadInput, match=r"stored file is missing; run `xaug verify raw_v1`"):
         other.image()
+    with pytest.raises(BadInput, match=r"stored file is missing; run `xaug verify raw_v1`"):
+        other.masks()
 
 
 def _fake_smp():

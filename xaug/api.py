@@ -168,7 +168,11 @@ class Item:
         """(height, width) of the image, from the PNG header."""
         from xaug.layout import image_size
 
-        h, w, _ = image_size(self.image_file.path)
+        try:
+            h, w, _ = image_size(self.image_file.path)
+        except OSError:
+            self.image_bytes()  # raises the store's one-line error (missing, unreadable)
+            raise
         return h, w
 
     def image_bytes(self) -> bytes:
