@@ -13,8 +13,9 @@ import xaug
 from xaug.classes import CLASSES
 from xaug.cli import app
 from xaug.errors import BadInput
-from xaug.interop.coco import (from_coco_polygon, import_coco, mask_to_rings, rle_counts_from_string, rle_to_mask,
+from xaug.interop.coco import (from_coco_polygon, mask_to_rings, rle_counts_from_string, rle_to_mask,
                                to_coco_polygons)
+from xaug.interop.coco_import import import_coco
 from xaug.interop.export import export
 from xaug.store import Store
 
@@ -185,8 +186,9 @@ def test_bad_rle_is_refused(tmp_path):
     coco.write_text(json.dumps(doc))
     label_map = tmp_path / "map.yaml"
     label_map.write_text("Pisiform bone: Pisiform\n")
-    with pytest.raises(BadInput, match=r"annotation 2: bad RLE segmentation \(RLE runs cover 10 pixels, the image has 9216\)"):
+    with pytest.raises(BadInput, match=r"bad RLE segmentation \(RLE runs cover 10 pixels, the image has 9216\)") as exc:
         import_coco(Store(tmp_path / "home"), tmp_path / "cvat", [coco], label_map=label_map)
+    assert exc.value.where == "instances_default.json: image 'hand_R.png': annotation 2"
 
 
 # ---------------------------------------------------------------- the pure conversions

@@ -188,7 +188,7 @@ def export_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or i
 
 
 def _import_coco(store, path, name, coco_json, label_map, lenient, tolerance, folds, split_seed, quiet) -> None:
-    from xaug.interop.coco import import_coco
+    from xaug.interop.coco_import import import_coco
 
     ds, created, report = import_coco(store, path, coco_json, name=name, label_map=label_map, lenient=lenient,
                                       tolerance=tolerance, folds=folds, split_seed=split_seed,

@@ -105,6 +105,12 @@ class Progress:
     def close(self) -> None:
         self._p.close()
 
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def parse_splits(splits: Sequence[str] | str | None) -> list[str] | None:
     """`--split train --split val` or `train,val` -> ["train", "val"]; None/empty -> every split."""
