@@ -24,7 +24,7 @@ from xaug.errors import BadInput, UnknownDataset, XaugError
 from xaug.layout import META_SHEET, PersonMeta, label_relpath_for, parse_annotation_doc, read_meta, write_meta
 from xaug.model import Sample
 from xaug.store.hashing import HashCache, canonical_json, sha256_bytes, sha256_file
-from xaug.store.manifest import item_entry, manifest_id, new_manifest
+from xaug.store.manifest import FileEntry, ItemEntry, item_entry, manifest_id, new_manifest
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 VERSIONED_RE = re.compile(r"^(?P<base>.+)_v(?P<n>\d+)$")
@@ -257,6 +257,7 @@ class Dataset:
         self.manifest = manifest
         self._persons: dict[str, PersonMeta] | None = None
         self._by_path: dict[str, dict[str, Any]] | None = None
+        self._entries: tuple[ItemEntry, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, {self.id[:12]})"
@@ -277,7 +278,20 @@ class Dataset:
 
     @property
     def items(self) -> list[dict[str, Any]]:
+        """The manifest's items as JSON (what is hashed; for tools that want the raw record).
+        Code reads `entries`: the same items, typed."""
         return self.manifest["items"]
+
+    @property
+    def entries(self) -> tuple[ItemEntry, ...]:
+        """Every item, typed (`ItemEntry`: image and label `FileEntry`, person, split, fold, ...)."""
+        if self._entries is None:
+            self._entries = tuple(ItemEntry.from_json(it) for it in self.items)
+        return self._entries
+
+    def entry(self, ref: str) -> ItemEntry:
+        """An item by image relpath, file name or stem, typed."""
+        return ItemEntry.from_json(self.item(ref))
 
     @property
     def kind(self) -> str:
@@ -297,12 +311,14 @@ class Dataset:
         split = self.split_info
         return split.get("val_fold") if split else None
 
-    def file_path(self, info: dict[str, Any], stored_in: str | None) -> Path:
+    def file_path(self, info: FileEntry | dict[str, Any], stored_in: str | None = None) -> Path:
         """Absolute path of a file entry's bytes (own, or in the version that stores them).
 
         The path comes from the manifest: it must stay inside the holding version's data folder
         (no absolute path, no '..', no symbolic link leading out), else BadInput.
         """
+        if isinstance(info, FileEntry):
+            info, stored_in = info.to_json(), info.stored_in
         holder = stored_in or self.id
         if not HEX_ID_RE.match(str(holder)):
             raise BadInput(f"stored_in {holder!r} is not a version id; run `xaug verify {self.name}`",
@@ -310,8 +326,10 @@ class Dataset:
         root = self.store.version_dir(holder) / "data"
         return inside(root, info.get("path"), f"{self.name}: {info.get('path')!r}")
 
-    def read_file(self, info: dict[str, Any], stored_in: str | None = None) -> bytes:
+    def read_file(self, info: FileEntry | dict[str, Any], stored_in: str | None = None) -> bytes:
         """The bytes of a file entry, checked against the manifest's sha256 and size."""
+        if isinstance(info, FileEntry):
+            info, stored_in = info.to_json(), info.stored_in
         return read_verified(self.file_path(info, stored_in), info["sha256"], where=info["path"],
                              name=self.name, size=info.get("size"))
 
@@ -339,15 +357,14 @@ class Dataset:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise BadInput(f"no item {ref!r} in {self.name}{hint}; list them with `xaug show {self.name} --items`")
 
-    def sample(self, it: dict[str, Any], load: bool = True) -> Sample:
-        rel = it["image"]["path"]
-        s = Sample(relpath=rel, image_path=self.file_path(it["image"], it.get("stored_in")),
-                   person=it["person"], split=it["split"], side=it.get("side"),
-                   meta=dict(it.get("meta") or {}), provenance=dict(it.get("provenance") or {}),
-                   fold=it.get("fold"), image_sha256=it["image"]["sha256"], dataset=self.name)
-        if load and it.get("label"):
-            path = self.file_path(it["label"], it.get("stored_in"))
-            data = self.read_file(it["label"], it.get("stored_in"))
+    def sample(self, it: ItemEntry | dict[str, Any], load: bool = True) -> Sample:
+        e = it if isinstance(it, ItemEntry) else ItemEntry.from_json(it)
+        s = Sample(relpath=e.relpath, image_path=self.file_path(e.image), person=e.person, split=e.split,
+                   side=e.side, meta=dict(e.meta), provenance=dict(e.provenance), fold=e.fold,
+                   image_sha256=e.image.sha256, dataset=self.name)
+        if load and e.label is not None:
+            path = self.file_path(e.label)
+            data = self.read_file(e.label)
             anns, extra, problems, _ = parse_annotation_doc(data, str(path))
             if problems:
                 raise BadInput(problems[0] + f"; run `xaug verify {self.name}`", problems=problems[1:])
@@ -358,18 +375,23 @@ class Dataset:
         """Items as Samples; `role` ('train'/'val') filters the train split by the recorded folds."""
         if role not in (None, "train", "val"):
             raise BadInput(f"role must be 'train' or 'val', not {role!r}")
+        return [self.sample(e, load=load) for e in self.select(split, role)]
+
+    def select(self, split: str | None = None, role: str | None = None) -> list[ItemEntry]:
+        """The typed entries of one split; `role` ('train'/'val') filters train by the folds."""
+        if role not in (None, "train", "val"):
+            raise BadInput(f"role must be 'train' or 'val', not {role!r}")
         val = self.val_fold
         out = []
-        for it in self.items:
-            if split is not None and it["split"] != split:
+        for e in self.entries:
+            if split is not None and e.split != split:
                 continue
             if role is not None:
-                if it["split"] != "train":
+                if e.split != "train":
                     continue
-                is_val = val is not None and it.get("fold") == val
-                if (role == "val") != is_val:
+                if (role == "val") != (val is not None and e.fold == val):
                     continue
-            out.append(self.sample(it, load=load))
+            out.append(e)
         return out
 
     @property
@@ -414,6 +436,7 @@ class Store:
 
     def __init__(self, home: Path | str):
         self.home = Path(home)
+        self._checked: set[tuple] = set()  # manifests whose structure and id this process checked
 
     # -- paths and refs
     def version_dir(self, id: str) -> Path:
@@ -467,6 +490,7 @@ class Store:
         if not HEX_ID_RE.match(id):
             raise BadInput(f"{id!r} is not a version id", where=str(self._refs_path))
         try:
+            st = path.stat()
             manifest = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise BadInput("version listed in refs.json has no manifest (deleted or never published); "
@@ -475,6 +499,9 @@ class Store:
             raise BadInput(f"cannot read the manifest ({exc.strerror})", where=where) from None
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise BadInput(f"manifest is not valid JSON; {_DAMAGED}", where=where) from None
+        stamp = (id, st.st_size, st.st_mtime_ns, st.st_ino)
+        if stamp in self._checked:  # this process checked these very bytes already
+            return manifest
         check_manifest(manifest, where)
         if check_id:
             try:
@@ -484,6 +511,7 @@ class Store:
             if not ok:
                 raise BadInput(f"manifest content does not match its id {id[:12]} (edited after it was "
                                "written); run `xaug verify " + id[:12] + "`", where=where)
+            self._checked.add(stamp)
         return manifest
 
     def _dataset(self, base: str, n: int, id: str, check_id: bool = True) -> Dataset:
@@ -503,13 +531,13 @@ class Store:
                            f"on the store's disk; {hint}", where=str(self.home))
 
     # -- reading
-    def datasets(self, problems: list[str] | None = None) -> list[Dataset]:
+    def datasets(self, problems: list[str] | None = None, check_id: bool = True) -> list[Dataset]:
         """Every healthy version; a damaged one is left out (and described in `problems`)."""
         out = []
         for base, ids in sorted(self.refs().items()):
             for n, id in enumerate(ids, 1):
                 try:
-                    out.append(self._dataset(base, n, id))
+                    out.append(self._dataset(base, n, id, check_id))
                 except BadInput as exc:
                     if problems is not None:
                         problems.append(f"{base}_v{n}: " + exc.lines()[0])
@@ -541,8 +569,10 @@ class Store:
         raise UnknownDataset(f"unknown dataset {ref!r}{hint}; known: {listing}")
 
     def find_plan(self, plan_key: str) -> Dataset | None:
-        for ds in self.datasets():  # a damaged version is not reused: the plan is built again
+        """The version a plan made; only that one's id is checked (a damaged one raises)."""
+        for ds in self.datasets(check_id=False):  # paths and structure are still checked
             if ds.manifest.get("plan_key") == plan_key:
+                self._load_manifest(ds.id)
                 return ds
         return None
 
@@ -927,15 +957,12 @@ class Builder:
     def add_item(self, image_relpath: str, image: bytes | Path, label: bytes | None = None, **fields) -> dict:
         return stage_item(self.staging, image_relpath, image, label, **fields)
 
-    def reference(self, sample_or_item: Sample | dict[str, Any]) -> None:
+    def reference(self, ref: Sample | ItemEntry | dict[str, Any]) -> None:
         """Include an item of the source version without copying its bytes."""
         if self.source is None:
             raise XaugError("reference() needs a source dataset")
-        rel = sample_or_item.relpath if isinstance(sample_or_item, Sample) else sample_or_item["image"]["path"]
-        it = self.source.item(rel)
-        entry = dict(it)
-        entry["stored_in"] = it.get("stored_in") or self.source.id
-        self._refs[rel] = entry
+        rel = ref.relpath if isinstance(ref, (Sample, ItemEntry)) else ref["image"]["path"]
+        self._refs[rel] = self.source.entry(rel).referenced_from(self.source.id).to_json()
 
     def set_persons(self, persons: dict[str, PersonMeta]) -> None:
         self._persons = dict(persons)
