@@ -268,3 +268,35 @@ def test_cli_import_flags(tmp_path):
     r = runner.invoke(app, ["import", str(tmp_path / "cvat"), "--format", "coco", "--rle-tolerance", "-1",
                             "--home", home])
     assert r.exit_code == 2 and "--rle-tolerance is a distance in pixels from 0 to 10, got -1.0" in r.output
+
+
+MALFORMED = [
+    ("segmentation", "abc", "segmentation is neither polygons nor RLE"),
+    ("segmentation", [["a", "b", "c", "d", "e", "f"]], "a segmentation polygon must be a flat list of numbers"),
+    ("segmentation", {"counts": None, "size": [32, 32]}, "bad RLE segmentation"),
+    ("xaug", {"path": "train/DCM/ID1/a.png", "person": 5, "split": "weird"},
+     r"xaug.split / xaug.person \('weird', 5\) disagree with xaug.path"),
+    ("xaug", {"path": "train/DCM/ID1/a.png", "person": "ID1", "split": "train", "fold": "x"},
+     "xaug.fold must be an integer or null, not 'x'"),
+    ("category", {"id": 1, "name": "Radius"}, "category id 1 is given twice"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", MALFORMED, ids=[m[2][:24] for m in MALFORMED])
+def test_malformed_input_is_one_line_and_registers_nothing(tmp_path, key, value, message):
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((32, 32), np.uint8))
+    doc = {"images": [{"id": 1, "file_name": "a.png", "height": 32, "width": 32}],
+           "categories": [{"id": 1, "name": "Ulna"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[2, 2, 20, 2, 20, 20]]}]}
+    if key == "segmentation":
+        doc["annotations"][0]["segmentation"] = value
+    elif key == "xaug":
+        doc["images"][0]["xaug"] = value
+    else:
+        doc["categories"].append(value)
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    store = Store(tmp_path / "home")
+    with pytest.raises(BadInput, match=message):
+        import_coco(store, tmp_path, [tmp_path / "c.json"])
+    assert store.names() == []

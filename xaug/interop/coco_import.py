@@ -108,7 +108,7 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
         doc = _read_json(jpath)
         info_x = doc["info"].get("xaug") if isinstance(doc.get("info"), dict) else None
         if isinstance(info_x, dict):
-            if isinstance(info_x.get("split_info"), dict) and got.split_info is None:
+            if _valid_split(info_x.get("split_info")) and got.split_info is None:
                 got.split_info = info_x["split_info"]
             for row in info_x.get("persons") or []:
                 try:
@@ -120,6 +120,9 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
         for cat in doc["categories"]:
             if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
                 got.problems.append(f"{jpath.name}: category {cat!r} needs an id and a name")
+                continue
+            if cat["id"] in classes:
+                got.problems.append(f"{jpath.name}: category id {cat['id']!r} is given twice")
                 continue
             target = mapping.get(cat["name"], cat["name"])
             classes[cat["id"]] = target if target in CLASS_INDEX else None
@@ -153,6 +156,37 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
     return got
 
 
+def _valid_split(split: Any) -> bool:
+    """A k-fold split as xaug records it: k, val_fold and {person: fold}."""
+    if not isinstance(split, dict) or not isinstance(split.get("folds"), dict):
+        return False
+    k = split.get("k")
+    folds_ok = all(isinstance(p, str) and isinstance(f, int) and not isinstance(f, bool) for p, f in split["folds"].items())
+    val = split.get("val_fold")
+    return folds_ok and isinstance(k, int) and k >= 1 and (val is None or isinstance(val, int))
+
+
+_LAYOUT_RE = re.compile(r"^(train|test)/DCM/([^/]+)/[^/]+\.png$")
+
+
+def _check_identity(e: dict[str, Any], where: str) -> None:
+    """The fields an xaug export carried must still describe a layout item."""
+    m = _LAYOUT_RE.match(e["rel"])
+    bad = None
+    if m is None:
+        bad = f"xaug.path {e['rel']!r} is not <train|test>/DCM/<ID>/<name>.png"
+    elif e["split"] != m.group(1) or e["person"] != m.group(2):
+        bad = f"xaug.split / xaug.person ({e['split']!r}, {e['person']!r}) disagree with xaug.path {e['rel']!r}"
+    elif e["side"] not in ("L", "R", None):
+        bad = f"xaug.side must be 'L', 'R' or null, not {e['side']!r}"
+    elif e["fold"] is not None and (not isinstance(e["fold"], int) or isinstance(e["fold"], bool)):
+        bad = f"xaug.fold must be an integer or null, not {e['fold']!r}"
+    elif not isinstance(e["meta"], dict) or not isinstance(e["provenance"], dict):
+        bad = "xaug.meta and xaug.provenance must be objects"
+    if bad:
+        raise BadInput(f"{bad}; fix the COCO file or drop its 'xaug' object", where=where)
+
+
 def _png_bytes(img: CocoImage) -> tuple[bytes, dict[str, Any]]:
     """The image as PNG bytes (other formats decoded and re-encoded losslessly), and a meta note."""
     from xaug.layout import PNG_SIGNATURE, encode_png
@@ -174,9 +208,12 @@ def _identity(img: CocoImage) -> dict[str, Any]:
 
     x = img.entry.get("xaug")
     if isinstance(x, dict) and isinstance(x.get("path"), str):  # an xaug export: everything comes back
-        return {"rel": x["path"], "person": x.get("person"), "side": x.get("side"), "split": x.get("split"),
-                "fold": x.get("fold"), "meta": dict(x.get("meta") or {}),
-                "provenance": dict(x.get("provenance") or {}), "label_x": x.get("label")}
+        e = {"rel": x["path"], "person": x.get("person"), "side": x.get("side"), "split": x.get("split"),
+             "fold": x.get("fold"), "meta": x.get("meta") or {}, "provenance": x.get("provenance") or {},
+             "label_x": x.get("label")}
+        _check_identity(e, img.where)
+        e["meta"], e["provenance"] = dict(e["meta"]), dict(e["provenance"])
+        return e
     file_name = Path(img.entry["file_name"])
     stem, parent = file_name.stem, file_name.parent.name
     if PERSON_DIR_RE.fullmatch(parent or ""):
