@@ -15,13 +15,11 @@ The import (CVAT / LabelMe-converted files) is `xaug.interop.coco_import`.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from xaug.classes import CARPALS, CLASS_INDEX, CLASSES, FOREARM
-from xaug.errors import BadInput
 from xaug.interop.export import ExportJob, item_dir, register_format
 
 DEFAULT_TOLERANCE = 0.5   # px: how far a polygon traced from an RLE mask may stray from its outline
