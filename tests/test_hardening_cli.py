@@ -201,3 +201,15 @@ def test_train_run_is_checked_before_training(store_copy, tmp_path):
     refused(xaug("train", "--run", inside, *common), f"--run {inside}: is inside the store")
     assert not inside.exists()
     unchanged(store_copy, before)
+
+
+def test_import_split_options(tmp_path):
+    from _layout import make_layout
+
+    root = make_layout(tmp_path / "src", persons=2, size=16)  # one man, one woman
+    home = tmp_path / "home"
+    refused(xaug("import", root, "--split-seed", "-5", "--home", home), "import: --split-seed must be 0 to 2**32 - 1")
+    refused(xaug("import", root, "--folds", "1000", "--home", home), "import: --folds is the k of a k-fold split")
+    assert not (home / "refs.json").exists()
+    res = xaug("import", root, "--folds", "1", "--home", home, "--quiet")  # was a scikit-learn traceback
+    assert res.exit_code == 0, res.output

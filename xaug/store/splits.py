@@ -19,7 +19,7 @@ def person_folds(persons: list[str], meta: dict[str, PersonMeta], k: int = 5, se
     people = sorted(set(persons))
     k_eff = max(2, min(k, len(people))) if len(people) >= 2 else 1
     stratify = "sex" if people and all(meta.get(p) and meta[p].sex for p in people) else None
-    if stratify and min(sum(1 for p in people if meta[p].sex == s) for s in ("M", "F")) < k:
+    if stratify and min(sum(1 for p in people if meta[p].sex == s) for s in ("M", "F")) < k_eff:
         stratify = None  # too few persons of one sex for k stratified folds
     folds: dict[str, int] = {}
     if k_eff == 1:

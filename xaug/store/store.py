@@ -644,6 +644,10 @@ class Store:
         from xaug.layout import scan_layout
 
         check_name(name)
+        if not (isinstance(folds, int) and 1 <= folds <= 100):
+            raise BadInput(f"--folds is the k of a k-fold split: 1 to 100, got {folds}", where="import")
+        if not (isinstance(split_seed, int) and 0 <= split_seed < 2**32):
+            raise BadInput(f"--split-seed must be 0 to 2**32 - 1, got {split_seed}", where="import")
         self._check_home()
         root = Path(path)
         scan = scan_layout(root, parse=False)
