@@ -21,8 +21,10 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 
-from xaug.classes import CLASS_INDEX, CLASSES
+from xaug.classes import CLASS_INDEX
 from xaug.errors import BadInput
+
+__all__ = ["open", "datasets", "Dataset", "Item", "Polygon", "FileRef", "VersionInfo", "resolve_home", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 ImageMode = Literal["gray", "rgb", "stored"]
@@ -430,5 +432,3 @@ def datasets(home: Path | str | None = None) -> list[Dataset]:
     store = Store(resolve_home(home))
     return [Dataset(v, store) for v in store.datasets()]
 
-
-CLASS_NAMES: tuple[str, ...] = CLASSES
