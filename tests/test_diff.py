@@ -95,3 +95,18 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_diff_across_stores_after_a_coco_round_trip(home, tmp_path):
+    from xaug.interop.coco_import import import_coco
+    from xaug.interop.export import export
+    from xaug.store import Store
+
+    export(xaug.open("raw", home=home), tmp_path / "coco", format="coco")
+    import_coco(Store(tmp_path / "other"), tmp_path / "coco", name="back")
+    r = cli("diff", "raw", "back", "--home", home, "--home-b", tmp_path / "other", "--json")
+    data = json.loads(r.output)
+    assert r.exit_code == 0 and data["counts"]["unchanged"] == len(xaug.open("raw", home=home))
+    assert data["counts"]["changed"] == data["counts"]["added"] == data["counts"]["removed"] == 0
+    assert data["metadata_changed"] == [] and data["files"]["changed"] == []
+    assert data["relation"] == "unrelated (no common source)"

@@ -210,6 +210,8 @@ def diff_cmd(a: str = typer.Argument(..., help="First version: name, name_vN or 
              b: str = typer.Argument(..., help="Second version."),
              json_out: bool = typer.Option(False, "--json", help="Machine-readable output (every path)."),
              limit: int = typer.Option(20, "--limit", min=0, help="Paths listed per category (0: all)."),
+             home_b: Optional[Path] = typer.Option(None, "--home-b", help="Store of B, when it is another one "
+                                                   "(e.g. after an export and import elsewhere)."),
              home: Optional[Path] = HomeOption) -> None:
     """Items added, removed, changed (same path, other bytes) and unchanged from A to B, and the
     lineage that links them.
@@ -220,7 +222,7 @@ def diff_cmd(a: str = typer.Argument(..., help="First version: name, name_vN or 
     from xaug.interop.diff import diff_versions
 
     store = open_store(home)
-    d = diff_versions(xaug.open(a, home=store.home), xaug.open(b, home=store.home))
+    d = diff_versions(xaug.open(a, home=store.home), xaug.open(b, home=home_b or store.home))
     if json_out:
         print_json(d.to_json())
         return
