@@ -135,3 +135,17 @@ def test_bad_arguments(ds, tmp_path):
     with pytest.raises(BadInput, match=r"1 item\(s\) have no label file \(first: test/DCM/ID040/") as exc:
         SegmentationDataset(real, split="test")
     assert exc.value.where == "real_v1 split=test"
+
+
+def test_normalize_and_to_tensor_in_the_compose(ds):
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    t = A.Compose([A.HorizontalFlip(p=1), A.Normalize(mean=0.5, std=0.25), ToTensorV2()])
+    plain = SegmentationDataset(ds, split="train", size=64)
+    image, masks = SegmentationDataset(ds, split="train", size=64, transform=t)[0]
+    assert image.shape == (1, 64, 64) and image.dtype == torch.float32 and float(image.min()) < 0
+    assert torch.allclose(image, (plain[0][0].flip(-1) - 0.5) / 0.25, atol=1e-5)
+    assert torch.equal(masks, plain[0][1].flip(-1))
+    rgb, _ = SegmentationDataset(ds, split="train", size=64, channels=3, transform=t)[0]
+    assert rgb.shape == (3, 64, 64)
