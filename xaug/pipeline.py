@@ -373,7 +373,6 @@ class Plan:
     key: str
     source: "Dataset"
     samples: dict[str, Any]            # source relpath -> Sample (labels are parsed by the workers)
-    labels: dict[str, str | None]      # source relpath -> its label file, where it has one
     tasks: list[Task]
     references: list[Any] = field(default_factory=list)   # source Samples listed by reference
 
@@ -405,16 +404,6 @@ def source_infos(samples: Sequence) -> list:
         infos.append(SourceInfo(relpath=s.relpath, person=s.person, side=s.side, split=s.split,
                                 height=h, width=w, fold=s.fold))
     return infos
-
-
-def label_paths(ds: "Dataset", samples: Sequence) -> dict[str, str | None]:
-    """Where each sample's label JSON is (own or referenced bytes); None without a label."""
-    items = {it["image"]["path"]: it for it in ds.items}
-    out: dict[str, str | None] = {}
-    for s in samples:
-        it = items[s.relpath]
-        out[s.relpath] = str(ds.file_path(it["label"], it.get("stored_in"))) if it.get("label") else None
-    return out
 
 
 def make_plan(store: "Store", spec, source: "Dataset | None" = None) -> Plan:
@@ -452,7 +441,7 @@ def make_plan(store: "Store", spec, source: "Dataset | None" = None) -> Plan:
                 fold = first.fold  # the output keeps the source's person, so it keeps its fold
             tasks.append(Task(step_index, step.op, item, rel, item.person, item.side, item.split, fold))
     refs = list(samples) if spec.include_source else []
-    return Plan(spec, key, ds, by_rel, label_paths(ds, samples), tasks, refs)
+    return Plan(spec, key, ds, by_rel, tasks, refs)
 
 
 # ---------------------------------------------------------------- execution
@@ -482,20 +471,15 @@ class SourcedTask:
 
 
 def sourced_tasks(plan: Plan, tasks: Sequence[Task]) -> list[SourcedTask]:
-    items = {it["image"]["path"]: it for it in plan.source.items}
+    entries = {e.relpath: e for e in plan.source.entries}
 
-    def file_of(info: dict | None, stored_in: str | None) -> SourceFile | None:
-        if not info:
-            return None
-        return SourceFile(str(plan.source.file_path(info, stored_in)), info.get("sha256"))
+    def file_of(f) -> SourceFile | None:
+        return None if f is None else SourceFile(str(plan.source.file_path(f)), f.sha256)
 
     out = []
     for t in tasks:
-        srcs = []
-        for rel in t.plan.sources:
-            it = items[rel]
-            srcs.append((rel, file_of(it["image"], it.get("stored_in")), file_of(it.get("label"), it.get("stored_in"))))
-        out.append(SourcedTask(t, tuple(srcs), plan.source.name))
+        srcs = tuple((rel, file_of(entries[rel].image), file_of(entries[rel].label)) for rel in t.plan.sources)
+        out.append(SourcedTask(t, srcs, plan.source.name))
     return out
 
 

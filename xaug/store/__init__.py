@@ -6,7 +6,7 @@
 >>> [s.relpath for s in ds.samples(split="train", role="val")][:1]  # doctest: +SKIP
 """
 from xaug.store.hashing import canonical_json, sha256_bytes, sha256_file
-from xaug.store.manifest import manifest_id
+from xaug.store.manifest import FileEntry, ItemEntry, manifest_id
 from xaug.store.store import (Builder, Dataset, Store, check_image_relpath, check_manifest, check_name,
                               check_relpath, read_sample_image, read_verified, sample_bytes, stage_item)
 
