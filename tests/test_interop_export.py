@@ -106,7 +106,22 @@ def test_yolo_seg_layout_and_lines(ds, tmp_path):
         assert int(fields[0]) == p.class_index and len(fields) == 1 + 2 * len(p.points)
         xy = np.asarray(fields[1:], float).reshape(-1, 2)
         assert ((0 <= xy) & (xy <= 1)).all()
-        assert np.abs(xy * [w, h] - p.points).max() < 1e-3
+        assert np.array_equal(xy * [w, h], p.points)  # exact for power-of-two sizes
+
+
+def test_yolo_labels_rasterised_as_ultralytics_does_give_xaug_masks(ds, tmp_path):
+    import cv2
+
+    export(ds, tmp_path / "yolo", format="yolo-seg", split="train")
+    for item in ds.items(split="train"):
+        h, w = item.size
+        got = np.zeros((29, h, w), np.uint8)
+        for line in (tmp_path / "yolo" / "labels" / "train" / item.person / f"{item.stem}.txt").read_text().splitlines():
+            c, *xy = line.split()
+            seg = np.asarray(xy, np.float32).reshape(-1, 2) * np.asarray([w, h], np.float32)
+            # ultralytics.data.utils.polygon2mask: int32 coordinates, cv2.fillPoly
+            cv2.fillPoly(got[int(c)], [np.asarray(seg, np.int32).reshape(-1, 1, 2)], 1)
+        assert np.array_equal(got.astype(bool), item.masks())
 
 
 def test_masks_npz(ds, tmp_path):

@@ -3,14 +3,16 @@
 A label line is `<class> x1 y1 x2 y2 ...` with coordinates divided by the image width and height
 (class = index in `xaug.classes.CLASSES`, 0..28). Each ring of the label file is one line, so a
 class drawn in several parts gets one line per part. Ultralytics rasterises these rings with
-`cv2.fillPoly` on pixel-centre coordinates, as xaug does, so the points are written unchanged.
+`cv2.fillPoly` on pixel-centre coordinates, as xaug does, so the points are written unchanged;
+with 12 significant digits, `x / width * width` gives back the integer exactly for 2048-px images
+(Ultralytics truncates coordinates to int32, so 1209.9999 would become 1209).
 """
 from __future__ import annotations
 
 from xaug.classes import CLASS_INDEX, CLASSES
 from xaug.interop.export import ExportJob, item_dir, register_format
 
-DECIMALS = 6
+SIGNIFICANT = 12  # exact for k / 2048 (and any power-of-two size), also once read as float32
 
 
 def label_lines(polygons, height: int, width: int) -> list[str]:
@@ -19,13 +21,13 @@ def label_lines(polygons, height: int, width: int) -> list[str]:
     >>> import numpy as np
     >>> from xaug.api import Polygon
     >>> label_lines([Polygon("Ulna", np.array([[0., 0.], [50., 0.], [50., 25.]]))], 100, 200)
-    ['28 0.000000 0.000000 0.250000 0.000000 0.250000 0.250000']
+    ['28 0 0 0.25 0 0.25 0.25']
     """
     lines = []
     for p in polygons:
         if len(p.points) < 3:
             continue
-        xy = " ".join(f"{x / width:.{DECIMALS}f} {y / height:.{DECIMALS}f}" for x, y in p.points)
+        xy = " ".join(f"{x / width:.{SIGNIFICANT}g} {y / height:.{SIGNIFICANT}g}" for x, y in p.points)
         lines.append(f"{CLASS_INDEX[p.label]} {xy}")
     return lines
 
