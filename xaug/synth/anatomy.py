@@ -8,7 +8,7 @@ The random parts (who the person is, how the hand lies) are drawn elsewhere
 (`xaug.synth.plan`) and handed in as `HandShape` and `Pose`.
 
 >>> g = hand_geometry(HandShape(), Pose(), side="R", size=256)
->>> len(g.bones), g.bones["Radius"][:, 1].max() >= 255
+>>> len(g.bones), bool(g.bones["Radius"][:, 1].max() >= 255)
 (29, True)
 """
 from __future__ import annotations

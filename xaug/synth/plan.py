@@ -4,6 +4,8 @@ Everything here is planning: small, fast, no pixels. Each person and each image 
 generator from `SeedSequence([seed, stream, index])`, so any item can be rebuilt alone and the
 plan does not depend on how many workers render it. Train/test wrist-rotation rates are exact
 (a seeded choice of round(rate * n) images per split), the edge cases are per-image draws.
+The appearance styles (realistic, randomised; legacy has none) add anatomy and look draws on
+streams of their own, from the ranges of an `AppearanceSpec` (defaults: `APPEARANCE_RANGES`).
 
 >>> items, persons = plan_dataset(persons=4, test_persons=2, seed=0)
 >>> len(items), items[0].relpath.startswith("train/DCM/ID001/image")
@@ -117,7 +119,7 @@ def appearance_spec(mode: str, overrides: dict[str, Any] | None = None) -> Appea
     """The validated appearance of a style (None for legacy); `overrides` replace preset ranges.
 
     >>> appearance_spec("realistic").tissue_range
-    (50.0, 72.0)
+    (55.0, 78.0)
     """
     if mode not in APPEARANCES:
         raise BadInput(f"--appearance must be one of {', '.join(APPEARANCES)}, got {mode!r}", where="synth")
