@@ -106,7 +106,7 @@ def test_yolo_seg_layout_and_lines(ds, tmp_path):
         assert int(fields[0]) == p.class_index and len(fields) == 1 + 2 * len(p.points)
         xy = np.asarray(fields[1:], float).reshape(-1, 2)
         assert ((0 <= xy) & (xy <= 1)).all()
-        assert np.array_equal(xy * [w, h], p.points)  # exact for power-of-two sizes
+        assert np.abs(xy * [w, h] - p.points - 1e-3).max() < 1e-9  # a 0.001 px nudge up (int32 truncation)
 
 
 def test_yolo_labels_rasterised_as_ultralytics_does_give_xaug_masks(ds, tmp_path):

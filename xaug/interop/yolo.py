@@ -3,16 +3,17 @@
 A label line is `<class> x1 y1 x2 y2 ...` with coordinates divided by the image width and height
 (class = index in `xaug.classes.CLASSES`, 0..28). Each ring of the label file is one line, so a
 class drawn in several parts gets one line per part. Ultralytics rasterises these rings with
-`cv2.fillPoly` on pixel-centre coordinates, as xaug does, so the points are written unchanged;
-with 12 significant digits, `x / width * width` gives back the integer exactly for 2048-px images
-(Ultralytics truncates coordinates to int32, so 1209.9999 would become 1209).
+`cv2.fillPoly` on pixel-centre coordinates, as xaug does, so the points are written unchanged
+but for a 0.001 px nudge: Ultralytics truncates pixel coordinates to int32 after reading them as
+float32, so 1209.9999 would become 1209; 1210.001 stays 1210 whatever the image size.
 """
 from __future__ import annotations
 
 from xaug.classes import CLASS_INDEX, CLASSES
 from xaug.interop.export import ExportJob, item_dir, register_format
 
-SIGNIFICANT = 12  # exact for k / 2048 (and any power-of-two size), also once read as float32
+SIGNIFICANT = 12
+NUDGE_PX = 1e-3   # Ultralytics truncates pixel coordinates to int32: land just above the integer
 
 
 def label_lines(polygons, height: int, width: int) -> list[str]:
@@ -21,13 +22,14 @@ def label_lines(polygons, height: int, width: int) -> list[str]:
     >>> import numpy as np
     >>> from xaug.api import Polygon
     >>> label_lines([Polygon("Ulna", np.array([[0., 0.], [50., 0.], [50., 25.]]))], 100, 200)
-    ['28 0 0 0.25 0 0.25 0.25']
+    ['28 5e-06 1e-05 0.250005 1e-05 0.250005 0.25001']
     """
     lines = []
     for p in polygons:
         if len(p.points) < 3:
             continue
-        xy = " ".join(f"{x / width:.{SIGNIFICANT}g} {y / height:.{SIGNIFICANT}g}" for x, y in p.points)
+        xy = " ".join(f"{(x + NUDGE_PX) / width:.{SIGNIFICANT}g} {(y + NUDGE_PX) / height:.{SIGNIFICANT}g}"
+                      for x, y in p.points)
         lines.append(f"{CLASS_INDEX[p.label]} {xy}")
     return lines
 
