@@ -28,6 +28,7 @@ def ablate_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seeds: Optional[int] = typer.Option(None, "--seeds", min=1,
                                         help="Use only the spec's first N seeds (finished runs are reused)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Override train.steps (other runs: other hashes)."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (GPUs) per training run, as `xaug train "
                               "--nproc` (DistributedDataParallel under torchrun; train.batch is per process)."),
     check: bool = typer.Option(False, "--check", help="Only validate the spec; build and train nothing."),
@@ -46,6 +47,8 @@ def ablate_cmd(
     spec = load_ablation(spec_file)
     if seeds is not None:
         spec = spec.model_copy(update={"seeds": spec.seed_list()[:seeds]})
+    if steps is not None:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"steps": steps})})
     if check:
         arms = ", ".join(a.name for a in spec.arms)
         out.print(f"{spec_file}: valid; arms {arms}; seeds {spec.seed_list()}; {len(spec.arms) * len(spec.seed_list())} "
