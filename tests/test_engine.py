@@ -115,3 +115,26 @@ def test_kill_9_of_a_build_ends_its_workers_within_seconds(make_store, tmp_path)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "resumed" in done.stdout
+
+
+def test_an_absurd_jobs_never_starts_more_workers_than_cores(monkeypatch):
+    """The pool is started before the tasks are planned: it must not trust --jobs 100000."""
+    import joblib
+
+    from xaug.store.backends import LocalBackend
+
+    asked: list[int] = []
+
+    class FakeParallel:
+        def __init__(self, n_jobs, **kw):
+            asked.append(n_jobs)
+
+        def __call__(self, calls):
+            return [None for _ in calls]
+
+    monkeypatch.setattr(joblib, "Parallel", FakeParallel)
+    backend = LocalBackend()
+    backend.warm(100_000)
+    if backend._warming is not None:
+        backend._warming.join(10)
+    assert all(n <= W.default_jobs() for n in asked)

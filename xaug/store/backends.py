@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from xaug.errors import BadInput, XaugError
-from xaug.store.work import chunk_size, chunks, resolve_jobs, run_chunk, stage_made, warm_worker, worker_chunk
+from xaug.store.work import (chunk_size, chunks, default_jobs, resolve_jobs, run_chunk, stage_made, warm_worker,
+                             worker_chunk)
 
 STORAGE_MODES = ("auto", "shared", "bytes")
 _BACKENDS: dict[str, type] = {}
@@ -109,7 +110,9 @@ class LocalBackend:
     def warm(self, jobs: int | None) -> None:
         """Start the worker pool in the background (it takes ~1 s: each worker imports OpenCV,
         shapely and the ops) while this process plans; `run` then finds it started."""
-        workers = resolve_jobs(jobs)
+        # never more than the cores: the tasks are not planned yet, and an absurd --jobs must not
+        # start an absurd pool (the run itself caps the workers at the number of tasks)
+        workers = min(resolve_jobs(jobs), default_jobs())
         if workers <= 1 or self._warming is not None:
             return
         pid = os.getpid()
