@@ -42,8 +42,9 @@ def default_jobs() -> int:
 
 
 def resolve_jobs(jobs: int | None, n_tasks: int | None = None) -> int:
-    """`jobs` (None or <1: all cores), never more than the tasks there are."""
-    n = default_jobs() if not jobs or jobs < 1 else int(jobs)
+    """`jobs` (None or <1: all cores), never more than the tasks there are, nor more than 4 per
+    core (beyond that processes only cost memory: each holds a few decoded 2048 px images)."""
+    n = default_jobs() if not jobs or jobs < 1 else min(int(jobs), 4 * default_jobs())
     return max(1, min(n, n_tasks)) if n_tasks is not None else n
 
 
