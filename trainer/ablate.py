@@ -885,7 +885,7 @@ def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
         e = sd["subsets"]["all"]
         cls_rows = []
         for c in CLASSES:
-            row = [c] + [e["arms"][a]["per_class"][c] for a in [base, *cands]]
+            row = [c] + [f"{e['arms'][a]['per_class'][c]:.4f}" for a in [base, *cands]]
             row += [_diff_text(e["differences"][k]["per_class"][c]) for k in cands]
             cls_rows.append(row)
         parts.append(H.section(
@@ -899,7 +899,8 @@ def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
     run_rows = [[r["arm"], r["seed"], r["steps"], r["state"], r["run_dir"]] for r in report["runs"]]
     parts.append(H.section("Runs", H.table(["arm", "seed", "steps", "state", "run folder"], run_rows)))
     return H.write_page(out / "index.html", f"Ablation {report['name']}", parts,
-                        subtitle=f"baseline {base} vs {', '.join(cands)} on {report['dataset']['name']}")
+                        subtitle=f"{base} vs {', '.join(cands)} on {report['dataset']['name']}: "
+                                 f"{len(report['seeds'])} seeds, {report['spec']['train']['steps']} steps per run")
 
 
 def _diff_text(d: dict[str, Any]) -> str:
