@@ -237,7 +237,42 @@ def cmd_dice(args) -> dict:
 
 # ---------------------------------------------------------------- start-up
 
+def startup_phases(args) -> dict:
+    """The data part of start-up, in this process: the training and validation images decoded and
+    resized one at a time (as before: one thread on a 2-core machine), in parallel, and read
+    from a warm disk cache; and one validation pass's input decoding, which the cache removes."""
+    from trainer.data import DiskCache, _decode_all, decode_jobs, resized_images
+    from trainer.runs import image_hashes, training_samples, validation_samples
+    from xaug.store import Store
+
+    store = Store(args.home)
+    ds = store.open(args.dataset)
+    train_s, val_s = training_samples(ds), validation_samples(ds)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(args.repeat):
+            disk = DiskCache(Path(tmp) / f"r{rnd}", ds.id)
+            for name, fn in (
+                ("before: serial decode of train + val", lambda: (_decode_all(train_s, args.size, 1),
+                                                                   _decode_all(val_s, args.size, 1))),
+                (f"after, cold: {decode_jobs()} threads, written to the cache",
+                 lambda: (resized_images(train_s, args.size, disk=disk, hashes=image_hashes(ds, train_s)),
+                          resized_images(val_s, args.size, disk=disk, hashes=image_hashes(ds, val_s)))),
+                ("after, warm: read from the cache",
+                 lambda: (resized_images(train_s, args.size, disk=disk, hashes=image_hashes(ds, train_s)),
+                          resized_images(val_s, args.size, disk=disk, hashes=image_hashes(ds, val_s)))),
+            ):
+                t0 = time.perf_counter()
+                fn()
+                rows.append({"phase": name, "round": rnd + 1, "seconds": round(time.perf_counter() - t0, 3),
+                             "images": len(train_s) + len(val_s)})
+                print(json.dumps(rows[-1]), flush=True)
+    return {**head(torch.device("cpu"), dataset=ds.name, size=args.size), "rows": rows}
+
+
 def cmd_startup(args) -> dict:
+    if args.phases:
+        return startup_phases(args)
     code = Path(args.code).resolve() if args.code else ROOT
     env = {**os.environ, "PYTHONPATH": str(code), "XAUG_HOME": str(Path(args.home).resolve())}
     rows = []
@@ -329,6 +364,7 @@ def main(argv=None) -> None:
     su.add_argument("--size", type=int, default=64)
     su.add_argument("--repeat", type=int, default=2)
     su.add_argument("--code", default=None, help="another xaug checkout to run instead of this one")
+    su.add_argument("--phases", action="store_true", help="time only the image decoding/caching, in this process")
     ev = sub.add_parser("eval", help="scoring images/s, earlier path vs chunked on-device")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--images", type=int, default=12)
