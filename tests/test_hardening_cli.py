@@ -48,6 +48,8 @@ def test_pipeline_yaml_bombs_and_duplicate_keys_are_refused(store_copy, tmp_path
     (["synth", "--persons", "2", "--rotated-train", "nan"], "synth: --rotated-train is a fraction"),
     (["synth", "--persons", "2", "--size", "100000"], "synth: --size must be between 64 and 8192"),
     (["synth", "--persons", "2", "--seed", "-1"], "synth: --seed must be 0 or more"),
+    (["train", "--dataset", "raw", "--lr", "nan"], "--lr: lr must be a finite number >= 0, got nan"),
+    (["train", "--dataset", "raw", "--lr", "0"], "--lr: lr must be > 0"),
 ])
 def test_absurd_numeric_options_are_refused_by_the_spec(store_copy, args, first):
     before = snapshot(store_copy)

@@ -63,6 +63,12 @@ class TrainConfig:
         for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size"):
             if getattr(self, name) < 1:
                 raise XaugError(f"{name} must be >= 1", where=f"--{name}")
+        for name in ("lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "bce_weight", "dice_weight"):
+            value = getattr(self, name)  # NaN fails both comparisons
+            if not (isinstance(value, (int, float)) and 0 <= value < 1e6):
+                raise XaugError(f"{name} must be a finite number >= 0, got {value}", where=f"--{name.replace('_', '-')}")
+        if not self.lr > 0:
+            raise XaugError(f"lr must be > 0, got {self.lr}", where="--lr")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
