@@ -64,6 +64,16 @@ def floor_rotate(job: dict) -> None:
         encode_png(read_image(path))
 
 
+def floor_rotate_checked(job: dict) -> None:
+    """The rotate floor plus the read-time integrity check every store reader does: the sha256 of
+    the bytes already read compared with the manifest's (`xaug.store.read_verified`)."""
+    from xaug.layout import decode_image, encode_png
+    from xaug.store import read_verified
+
+    for path, sha in zip(job["sources"], job["sha256"]):
+        encode_png(decode_image(read_verified(path, sha, where=path, name="bench"), path))
+
+
 def floor_mosaic(job: dict) -> None:
     """Per mosaic: decode each of its sources, encode one output-sized PNG (the last source)."""
     from xaug.layout import encode_png, read_image
@@ -107,7 +117,8 @@ def alternative(job: dict) -> None:
         (out / f"{i:05d}.json").write_bytes(annotation_bytes(annotation_doc(polys, height=h, width=w)))
 
 
-MODES = {"floor-rotate": floor_rotate, "floor-mosaic": floor_mosaic, "alternative": alternative}
+MODES = {"floor-rotate": floor_rotate, "floor-rotate-checked": floor_rotate_checked,
+         "floor-mosaic": floor_mosaic, "alternative": alternative}
 
 
 def child(mode: str, job_path: str) -> None:
@@ -186,6 +197,10 @@ def main() -> None:
             whole, loop, loop_cpu = timed_child("floor-rotate", {"sources": [p for p, _ in pairs]}, tmp)
             keep("rotate_floor", whole)
             keep("rotate_floor_loop", loop, loop_cpu)
+            shas = [items[s.relpath]["image"]["sha256"] for s in sources]
+            whole, loop, loop_cpu = timed_child("floor-rotate-checked", {"sources": [p for p, _ in pairs],
+                                                                         "sha256": shas}, tmp)
+            keep("rotate_floor_checked_loop", loop, loop_cpu)
             mos = Store(home).open("bmos")
             mosaics = [[str(raw.file_path(items[p["source"]]["image"], items[p["source"]].get("stored_in")))
                         for p in it["provenance"]["patches"]] for it in mos.items]
@@ -213,6 +228,7 @@ def report(m: dict, c: dict, n: int, args, cores: int) -> None:
         ("`xaug rotate --jobs 1` (whole process)", "rotate", n),
         ("floor: decode each source + encode one PNG (whole process)", "rotate_floor", n),
         ("floor, inside its loop only (no start-up)", "rotate_floor_loop", n),
+        ("floor + read-time sha256 check of each source, inside its loop", "rotate_floor_checked_loop", n),
         ("`xaug rotate --pivot wrist --jobs 1`", "wrist", n),
         *[(f"`xaug rotate --jobs {j}`", f"rotate_j{j}", n) for j in args.jobs],
         ("alternative: albumentations Rotate on image + 29 masks, findContours (whole process)", "alternative", n),
@@ -232,6 +248,9 @@ def report(m: dict, c: dict, n: int, args, cores: int) -> None:
     print()
     print(f"- rotate / its floor: {m['rotate'] / m['rotate_floor']:.2f}x wall, {c['rotate'] / c['rotate_floor']:.2f}x CPU "
           f"(goal <= 1.2x); {m['rotate'] / m['rotate_floor_loop']:.2f}x against the floor's bare loop")
+    print(f"- read-time integrity check: {100 * (m['rotate_floor_checked_loop'] / m['rotate_floor_loop'] - 1):+.1f}% "
+          f"wall, {100 * (c['rotate_floor_checked_loop'] / c['rotate_floor_loop'] - 1):+.1f}% CPU on the floor's loop "
+          "(goal: a few %)")
     print(f"- mosaic / its floor: {m['mosaic'] / m['mosaic_floor']:.2f}x wall, {c['mosaic'] / c['mosaic_floor']:.2f}x CPU "
           f"(goal <= 1.5x); {m['mosaic'] / m['mosaic_floor_loop']:.2f}x against the floor's bare loop")
     def beyond(t: dict, unit: str) -> str:
