@@ -158,3 +158,26 @@ def test_verify_rereads_every_byte_whatever_the_stat_says(tmp_path):
     assert res.exit_code == 1 and f"changed: {it['image']['path']}" in res.stdout
     refused(xaug("export", "raw", tmp_path / "out", "--home", home),
             f"{it['image']['path']}: stored file does not match its manifest")
+
+
+def test_evaluate_predict_and_errors_check_the_images_they_read(store_copy, tmp_path):
+    """A run trained on intact data; then a validation and a test image change under it."""
+    run = tmp_path / "run"
+    res = xaug("train", "--dataset", "raw", "--run", run, "--epochs", "1", "--size", "32", "--batch", "4",
+               "--width", "4", "--depth", "2", "--workers", "0", "--device", "cpu", "--quiet", "--home", store_copy)
+    assert res.exit_code == 0, res.output
+    store = Store(store_copy)
+    ds = store.open("raw")
+    val = next(i for i in ds.items if i["split"] == "train" and i["fold"] == ds.val_fold)
+    test = next(i for i in ds.items if i["split"] == "test")
+    for it in (val, test):
+        _reencode(ds.file_path(it["image"], None))
+    before = snapshot(store_copy)
+    words = "stored file does not match its manifest (changed after it was written); run `xaug verify raw_v1`"
+    common = ["--run", run, "--device", "cpu", "--home", store_copy]
+    refused(xaug("evaluate", *common, "--quiet"), f"{val['image']['path']}: {words}")
+    refused(xaug("predict", *common, "--out", tmp_path / "sub.csv", "--quiet"), f"{test['image']['path']}: {words}")
+    assert not list(tmp_path.glob("sub.csv*"))
+    refused(xaug("errors", *common, "--out", tmp_path / "errors", "--workers", "0", "--quiet"),
+            f"{val['image']['path']}: {words}")
+    assert snapshot(store_copy) == before
