@@ -202,3 +202,15 @@ def test_a_damaged_evaluation_is_one_line(tmp_path):
     run = _run_folder(tmp_path)
     (run / "eval_raw_v1_val.json").write_text("{broken")
     refused(xaug("compare", run, run), f"{run}/eval_raw_v1_val.json: eval_raw_v1_val.json is damaged")
+
+
+def test_a_version_folder_that_is_a_link_out_of_the_store_is_refused(store_copy, tmp_path):
+    store = Store(store_copy)
+    ds = store.open("raw")
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(store.version_dir(ds.id), elsewhere)
+    os.symlink(elsewhere, store.version_dir(ds.id))
+    before = snapshot(store_copy)
+    refused(xaug("export", "raw", tmp_path / "out", "--home", store_copy, "--quiet"),
+            f"{store.version_dir(ds.id)}: the folder of version {ds.id[:12]} leads outside the store")
+    assert snapshot(store_copy) == before and not (tmp_path / "out").exists()

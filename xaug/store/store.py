@@ -257,6 +257,7 @@ class Dataset:
         self.manifest = manifest
         self._persons: dict[str, PersonMeta] | None = None
         self._by_path: dict[str, dict[str, Any]] | None = None
+        self._roots_checked: set[str] = set()
         self._entries: tuple[ItemEntry, ...] | None = None
 
     def __repr__(self) -> str:
@@ -324,6 +325,13 @@ class Dataset:
             raise BadInput(f"stored_in {holder!r} is not a version id; run `xaug verify {self.name}`",
                            where=str(info.get("path")))
         root = self.store.version_dir(holder) / "data"
+        if holder not in self._roots_checked:  # the version folder itself must be in the store
+            home = self.store.home.resolve()
+            if not root.resolve().is_relative_to(home):
+                raise BadInput(f"the folder of version {holder[:12]} leads outside the store (a symbolic "
+                               f"link?); the store refuses to use it; run `xaug verify {self.name}`",
+                               where=str(self.store.version_dir(holder)))
+            self._roots_checked.add(holder)
         return inside(root, info.get("path"), f"{self.name}: {info.get('path')!r}")
 
     def read_file(self, info: FileEntry | dict[str, Any], stored_in: str | None = None) -> bytes:
