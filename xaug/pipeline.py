@@ -570,7 +570,7 @@ def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool =
     from xaug.store.backends import get_backend
 
     backend = get_backend(backend)
-    backend.warm(jobs)  # the pool starts while this process plans
+    backend.warm(jobs, ("xaug.ops",))  # the pool starts (and imports the ops) while this process plans
     plan = make_plan(store, spec, source)
     request = BuildRequest(spec.name, plan.kind, plan.key, plan.source, resolved_spec(spec), spec.seed)
     return build(store, request, sourced_tasks(plan, plan.tasks), PipelineMaker(), persons=_persons(plan),

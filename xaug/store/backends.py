@@ -107,9 +107,9 @@ class LocalBackend:
         self.choice = choice or BackendChoice()
         self._warming: threading.Thread | None = None
 
-    def warm(self, jobs: int | None) -> None:
-        """Start the worker pool in the background (it takes ~1 s: each worker imports OpenCV,
-        shapely and the ops) while this process plans; `run` then finds it started."""
+    def warm(self, jobs: int | None, modules: Sequence[str] = ()) -> None:
+        """Start the worker pool in the background (it takes ~1 s: each worker imports OpenCV and
+        the `modules` its tasks need) while this process plans; `run` then finds it started."""
         # never more than the cores: the tasks are not planned yet, and an absurd --jobs must not
         # start an absurd pool (the run itself caps the workers at the number of tasks)
         workers = min(resolve_jobs(jobs), default_jobs())
@@ -121,7 +121,8 @@ class LocalBackend:
             from joblib import Parallel, delayed
 
             try:
-                Parallel(n_jobs=workers, batch_size=1)(delayed(warm_worker)(pid) for _ in range(workers))
+                Parallel(n_jobs=workers, batch_size=1)(delayed(warm_worker)(pid, tuple(modules))
+                                                       for _ in range(workers))
             except Exception:  # pragma: no cover - the real run reports any pool problem
                 pass
 
@@ -170,7 +171,7 @@ class DaskBackend:
         self.choice = choice or BackendChoice("dask")
         _need_distributed()
 
-    def warm(self, jobs: int | None) -> None:
+    def warm(self, jobs: int | None, modules: Sequence[str] = ()) -> None:
         """Nothing to start ahead: the cluster's workers are already running (or started per run)."""
 
     def _client(self, jobs: int | None):

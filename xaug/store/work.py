@@ -103,14 +103,17 @@ def run_chunk(staging: Path | str | None, make_item: Callable[[Any], MadeItem], 
     return out
 
 
-def warm_worker(parent_pid: int | None = None) -> int:
-    """Run once in each new worker while the command plans: the imports every task needs
-    (OpenCV, shapely, the ops) and the parent watchdog, off the critical path."""
+def warm_worker(parent_pid: int | None = None, modules: Sequence[str] = ()) -> int:
+    """Run once in each new worker while the command plans: the imports its tasks need (OpenCV,
+    and the `modules` the command names, e.g. its ops) and the parent watchdog, off the critical
+    path. The store names no module of what it builds: the command does."""
+    import importlib
+
     import cv2
 
-    import xaug.ops  # noqa: F401  (registers the ops: shapely, pydantic)
-
     cv2.setNumThreads(1)
+    for name in modules:
+        importlib.import_module(name)
     if parent_pid is not None:
         watch_parent(parent_pid)
     return os.getpid()

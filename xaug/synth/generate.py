@@ -142,7 +142,7 @@ def synthesize(store, name: str = "raw", persons: int = 10, seed: int = 0, size:
     from xaug.store.backends import get_backend
 
     backend = get_backend(backend)
-    backend.warm(jobs)  # the pool starts while this process plans
+    backend.warm(jobs, ("xaug.synth.render", "xaug.synth.anatomy"))  # the pool starts while this process plans
     plans, sheet = plan_dataset(spec["persons"], spec["test_persons"], seed, rotated_train, rotated_test,
                                 label_swaps, appearance=spec.get("appearance"))
     result = build(store, BuildRequest(name, "synth", key, None, spec, seed), plans,
