@@ -149,3 +149,22 @@ def test_normalize_and_to_tensor_in_the_compose(ds):
     assert torch.equal(masks, plain[0][1].flip(-1))
     rgb, _ = SegmentationDataset(ds, split="train", size=64, channels=3, transform=t)[0]
     assert rgb.shape == (3, 64, 64)
+
+
+def test_a_cache_callable_supplies_the_images(ds):
+    plain = SegmentationDataset(ds, split="train", size=64)
+    calls = []
+
+    def from_disk(items, size, channels):  # e.g. an on-disk cache of resized images
+        calls.append((len(items), size, channels))
+        loaded = [plain._load(it) for it in items]
+        return np.stack([img for img, _ in loaded]), [hw for _, hw in loaded]
+
+    cached = SegmentationDataset(ds, split="train", size=64, cache=from_disk)
+    assert calls == [(len(plain), (64, 64), 1)]
+    assert all(torch.equal(cached[i][0], plain[i][0]) and torch.equal(cached[i][1], plain[i][1])
+               for i in range(len(plain)))
+    with pytest.raises(BadInput, match=r"the cache gave uint8 images of shape \(1, 64, 64\) and 1 sizes; expected uint8"):
+        SegmentationDataset(ds, split="train", size=64, cache=lambda items, size, ch: (np.zeros((1, 64, 64), np.uint8), [(1, 1)]))
+    with pytest.raises(BadInput, match="cache needs a fixed size"):
+        SegmentationDataset(ds, split="train", size=None, cache=True)

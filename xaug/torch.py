@@ -57,7 +57,9 @@ class SegmentationDataset(_TorchDataset):
                seeded per item.
     seed:      the transform's seed; an item's draw depends only on (seed, epoch, index).
     cache:     decode and resize every image once up front (threads), kept in shared memory so
-               DataLoader workers do not copy it; the bytes are checked when they are read.
+               DataLoader workers do not copy it; the bytes are checked when they are read. A
+               callable `cache(items, (h, w), channels) -> (uint8 array (N, h, w[, 3]), [(H, W)
+               original sizes])` supplies the resized images instead (an on-disk cache, say).
 
     An index is an int (epoch from `set_epoch`) or an `(epoch, index)` pair, as `EpochSampler`
     yields: the pair also works with `persistent_workers=True`.
@@ -66,7 +68,8 @@ class SegmentationDataset(_TorchDataset):
     def __init__(self, dataset: Dataset | Sequence[Item], split: str | None = "train",
                  size: int | tuple[int, int] | None = 512,
                  transform: Callable | None = None, *, channels: int = 1,
-                 value_range: tuple[float, float] = (0.0, 1.0), seed: int = 0, cache: bool = False,
+                 value_range: tuple[float, float] = (0.0, 1.0), seed: int = 0,
+                 cache: bool | Callable[..., tuple[Any, list[tuple[int, int]]]] = False,
                  jobs: int | None = None):
         if channels not in (1, 3):
             raise BadInput(f"channels must be 1 (gray) or 3 (RGB), not {channels!r}")
@@ -105,14 +108,24 @@ class SegmentationDataset(_TorchDataset):
                 self._rng_arg = False
         self._cache: torch.Tensor | None = None
         self._shapes: list[tuple[int, int]] | None = None
-        if cache:
-            if self.size is None:
-                raise BadInput("cache=True needs a fixed size (images are kept resized)")
+        if (callable(cache) or cache) and self.size is None:
+            raise BadInput("cache needs a fixed size (images are kept resized)")
+        if callable(cache):
+            images, shapes = cache(self.items, self.size, self.channels)
+            images = np.asarray(images)
+            want = (len(self.items), *self.size) + ((3,) if channels == 3 else ())
+            if images.dtype != np.uint8 or images.shape != want or len(shapes) != len(self.items):
+                raise BadInput(f"the cache gave {images.dtype} images of shape {images.shape} and "
+                               f"{len(shapes)} sizes; expected uint8 {want} and {len(self.items)} sizes")
+            self._shapes = [(int(h), int(w)) for h, w in shapes]
+        elif cache:
             with ThreadPoolExecutor(max(1, jobs or min(8, os.cpu_count() or 1))) as pool:
                 loaded = list(pool.map(self._load, self.items))  # cv2 decode/resize release the GIL
             self._shapes = [hw for _, hw in loaded]
+            images = np.stack([img for img, _ in loaded])
+        if self._shapes is not None:
             # in shared memory: forkserver/spawn workers receive a handle, not a pickled copy
-            self._cache = torch.from_numpy(np.stack([img for img, _ in loaded])).share_memory_()
+            self._cache = torch.from_numpy(np.ascontiguousarray(images)).share_memory_()
 
     # -- epochs
     def set_epoch(self, epoch: int) -> None:
