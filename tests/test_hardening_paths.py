@@ -214,3 +214,10 @@ def test_a_version_folder_that_is_a_link_out_of_the_store_is_refused(store_copy,
     refused(xaug("export", "raw", tmp_path / "out", "--home", store_copy, "--quiet"),
             f"{store.version_dir(ds.id)}: the folder of version {ds.id[:12]} leads outside the store")
     assert snapshot(store_copy) == before and not (tmp_path / "out").exists()
+
+
+def test_resume_after_a_kill_cut_the_metrics_line_short(tmp_path):
+    from trainer.loop import read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "train_lo')
+    assert read_metrics(tmp_path) == [{"epoch": 1, "train_loss": 0.5}]  # was a JSONDecodeError on --resume
