@@ -111,11 +111,11 @@ class ResUNet(nn.Module):
     """U-Net with a ResNet encoder, in plain torch (no torchvision/timm).
 
     Encoder: a 3x3 stride-2 stem (`width` channels at 1/2), then `depth - 1` stages of
-    BasicBlocks (`blocks` per stage), each halving the resolution: `width`, 2x, 4x ... channels
-    (capped at `max_width`) at 1/4, 1/8 ... 1/2**depth, as ResNet-18/34 lay out their layers.
-    Decoder: per level, bilinear x2, concatenation with the encoder's skip, two conv3x3; its
-    channels halve from the bottom up and end at `width // 2` at full resolution, where the
-    input image itself is the skip (cheap, keeps edges sharp). The full-resolution work is one
+    BasicBlocks (`blocks` per stage), each halving the resolution: 2x, 4x ... `width` channels
+    (capped at `max_width`) at 1/4, 1/8 ... 1/2**depth, the U-Net's channels per resolution.
+    Decoder: per level, bilinear x2, concatenation with the encoder's skip, two conv3x3 with the
+    encoder's channels of that level, and at full resolution `width // 2` (at least 8) with the
+    input image itself as the skip (cheap, keeps edges sharp). The full-resolution work is one
     small stage instead of the U-Net's four `width`-channel convolutions.
     """
 
@@ -127,20 +127,22 @@ class ResUNet(nn.Module):
         nblocks = (blocks,) * (depth - 1) if isinstance(blocks, int) else tuple(blocks)
         if len(nblocks) != depth - 1:
             raise ValueError(f"blocks needs {depth - 1} entries (one per stage), got {len(nblocks)}")
-        enc = [min(width, max_width)] + [min(width * 2 ** i, max_width) for i in range(depth - 1)]
+        # per resolution the U-Net's channel counts (width at 1/2, doubling, capped): the
+        # stride-2 stem and residual blocks make them cheap, not fewer
+        enc = [min(width * 2 ** i, max_width) for i in range(depth)]
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, enc[0], 3, stride=2, padding=1, bias=norm == "none"),
             norm_layer(norm, enc[0]), nn.ReLU(inplace=True))
         self.stages = nn.ModuleList(res_stage(enc[i], enc[i + 1], nblocks[i], norm, 2) for i in range(depth - 1))
-        # decoder levels 1/2**(depth-1) .. 1/1; channels halve upwards, at least width // 2
-        dec, cin = [], enc[-1]
-        low = max(4, width // 2)
-        skips = enc[:-1][::-1] + [in_channels]  # 1/2**(depth-1) ... 1/2, then the image
+        # decoder levels 1/2**(depth-1) .. 1/2 with the encoder's channels there (smp's decoder
+        # (256, 128, 64, 32, 16) for width 32), then full resolution at width // 2 (at least 8)
+        # with the image itself as the skip
+        cin = enc[-1]
+        skips = enc[:-1][::-1] + [in_channels]
+        outs = enc[:-1][::-1] + [max(8, width // 2)]
         self.ups = nn.ModuleList()
-        for i, cskip in enumerate(skips):
-            cout = max(low, enc[-1] // 2 ** (i + 1))
+        for cskip, cout in zip(skips, outs):
             self.ups.append(Up(cin, cskip, cout, norm))
-            dec.append(cout)
             cin = cout
         self.head = nn.Conv2d(cin, classes, 1)
 
