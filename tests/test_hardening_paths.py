@@ -221,3 +221,19 @@ def test_resume_after_a_kill_cut_the_metrics_line_short(tmp_path):
 
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "train_loss": 0.5}\n{"epoch": 2, "train_lo')
     assert read_metrics(tmp_path) == [{"epoch": 1, "train_loss": 0.5}]  # was a JSONDecodeError on --resume
+
+
+def test_an_ablation_spec_is_read_as_safely_as_a_pipeline(tmp_path):
+    """One YAML reader for every spec: a billion-laughs ablation file or a repeated key is refused."""
+    from trainer.ablate import load_ablation
+
+    laughs = tmp_path / "laughs.yaml"
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    laughs.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInput, match="document expands to more than 10,000 values .*an ablation spec is only a few dozen values"):
+        load_ablation(laughs)
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("name: a\nname: b\n")
+    with pytest.raises(BadInput, match="duplicate key 'name' \\(first at line 1\\)"):
+        load_ablation(dup)

@@ -194,30 +194,13 @@ def parse_ablation(data: Any, where: str = "ablation", lines: dict[tuple, int] |
 
 
 def load_ablation(path: Path | str) -> AblationSpec:
-    """Read and validate an ablation YAML; problems name the file, key and line."""
-    import yaml
-
-    from xaug.pipeline import _key_lines
+    """Read and validate an ablation YAML; problems name the file, key and line (read like a
+    pipeline file: size and alias-expansion bounds, duplicate keys refused)."""
+    from xaug.yamlio import read_yaml
 
     path = Path(path)
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput("no such ablation spec; give a YAML file such as pipelines/ablate-demo.yaml",
-                       where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read the spec ({exc.__class__.__name__}: {exc})", where=where) from None
-    try:
-        data = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{where}:{mark.line + 1}" if mark is not None else where
-        raise BadInput(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", where=at) from None
-    if data is None:
-        raise BadInput("the ablation spec is empty", where=where)
-    return parse_ablation(data, where=where, lines=lines, base_dir=path.parent)
+    data, lines = read_yaml(path, "ablation spec", "pipelines/ablate-demo.yaml")
+    return parse_ablation(data, where=str(path), lines=lines, base_dir=path.parent)
 
 
 def _arm_keys(spec: AblationSpec) -> list[tuple[str, Arm]]:

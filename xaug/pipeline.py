@@ -30,6 +30,8 @@ from xaug import __version__
 from xaug.errors import BadInput, XaugError
 from xaug.store.execute import CHUNK, BuildRequest, BuildResult, MadeItem, build, default_jobs, run_tasks  # noqa: F401
 from xaug.store.hashing import canonical_json
+# the safe YAML reading is shared with ablation specs; these names stay importable from here
+from xaug.yamlio import MAX_YAML_BYTES, MAX_YAML_NODES, _check_yaml_nodes, _key_lines  # noqa: F401
 
 if TYPE_CHECKING:  # the store is only needed when a pipeline runs
     from xaug.store import Dataset, Store
@@ -167,88 +169,10 @@ def _at(loc: Sequence, lines: dict[tuple, int] | None) -> str:
 
 def load_pipeline(path: Path | str):
     """Read and validate a pipeline YAML file; every problem names the file (and line)."""
-    import yaml
+    from xaug.yamlio import read_yaml
 
-    path = Path(path)
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput("no such pipeline file; give a YAML file such as pipelines/rotate.yaml",
-                       where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"cannot read the pipeline file ({exc.__class__.__name__}: {exc})", where=where) from None
-    if len(text) > MAX_YAML_BYTES:
-        raise BadInput(f"pipeline file is {len(text):,} characters, more than {MAX_YAML_BYTES:,}; "
-                       "a pipeline is a short file", where=where)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_yaml_nodes(node, where)  # before anything walks or builds the aliased tree
-        data = yaml.SafeLoader("").construct_document(node) if node is not None else None
-        lines = _key_lines(node)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        at = f"{where}:{mark.line + 1}" if mark is not None else where
-        raise BadInput(f"not valid YAML: {problem}" + (f" (column {mark.column + 1})" if mark else ""),
-                       where=at) from None
-    except RecursionError:
-        raise BadInput("not valid YAML: nested too deeply", where=where) from None
-    if data is None:
-        raise BadInput("the pipeline file is empty", where=where)
-    return parse_pipeline(data, where=where, lines=lines)
-
-
-# A pipeline file is a few dozen nodes. Aliases (*a) re-use an anchored (&a) subtree, so a small file
-# can stand for an exponentially large document ("billion laughs"): its size once expanded is
-# counted, without expanding it, and refused beyond this bound.
-MAX_YAML_NODES = 10_000
-MAX_YAML_BYTES = 1 << 20
-
-
-def _check_yaml_nodes(root, where: str) -> None:
-    """Refuse a composed YAML document that expands beyond MAX_YAML_NODES nodes, refers to itself,
-    or repeats a key in one mapping (the later one would silently win); each names the line."""
-    import yaml
-
-    expanded: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node) -> int:
-        key = id(node)
-        if key in expanded:
-            return expanded[key]
-        if key in active:
-            raise BadInput("an alias refers to its own anchor (a document that never ends)",
-                           where=f"{where}:{node.start_mark.line + 1}")
-        active.add(key)
-        total = 1
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
-                    if k.value in seen:
-                        raise BadInput(f"duplicate key {k.value!r} (first at line {seen[k.value]}); keep one",
-                                       where=f"{where}:{k.start_mark.line + 1}")
-                    seen[k.value] = k.start_mark.line + 1
-                total += size(k) + size(v)
-                if total > MAX_YAML_NODES:
-                    break
-        elif isinstance(node, yaml.SequenceNode):
-            for v in node.value:
-                total += size(v)
-                if total > MAX_YAML_NODES:
-                    break
-        if total > MAX_YAML_NODES:
-            raise BadInput(f"document expands to more than {MAX_YAML_NODES:,} values (anchors and aliases "
-                           "re-used many times?); a pipeline is a short file",
-                           where=f"{where}:{node.start_mark.line + 1}")
-        active.discard(key)
-        expanded[key] = total
-        return total
-
-    if root is not None:
-        size(root)
+    data, lines = read_yaml(path, "pipeline file", "pipelines/rotate.yaml")
+    return parse_pipeline(data, where=str(path), lines=lines)
 
 
 def estimate_output(store: "Store", spec, source: "Dataset | None" = None) -> tuple[int, int]:
@@ -310,25 +234,6 @@ def _available_memory() -> int | None:
     except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
         pass
     return None
-
-
-def _key_lines(node, path: tuple = ()) -> dict[tuple, int]:
-    """Key path -> 1-based line of a composed YAML node tree."""
-    import yaml
-
-    out: dict[tuple, int] = {}
-    if node is None:
-        return out
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = path + (key.value,)
-            out.update(_key_lines(value, sub))
-            out[sub] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            out.update(_key_lines(value, path + (i,)))
-    return out
 
 
 # ---------------------------------------------------------------- planning
