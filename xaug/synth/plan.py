@@ -209,7 +209,7 @@ class ItemPlan:
     split: str
     stem: str
     pose: Pose
-    look: Look
+    look: Look | RealLook
     edges: dict[str, Any] = field(default_factory=dict)
     seed: tuple[int, ...] = ()
 
