@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from trainer.ablate import (BootstrapSettings, PlannedRun, Scores, analyse, equal_epochs, exact_steps_hint,
                             image_subsets, load_ablation, parse_ablation, train_argv)
-from trainer.bootstrap import paired_bootstrap, resample_counts, seed_spread
+from trainer.bootstrap import paired_bootstrap, resample_counts, seed_spread, seeds_and_images_bootstrap
 from xaug.cli import app
 from xaug.classes import CLASSES
 from xaug.errors import BadInput
@@ -60,6 +60,23 @@ def test_bootstrap_is_paired_by_image_and_seed():
     x = rng.uniform(0, 0.2, size=60)
     iv = paired_bootstrap(np.stack([x, -x]), resamples=2000, seed=0)
     assert abs(iv.low[0]) < 1e-12 and abs(iv.high[0]) < 1e-12
+
+
+def test_seed_level_bootstrap_widens_only_when_seeds_disagree():
+    # two seeds whose differences are 0.01 and 0.05 on every image: a resample's mean is 0.01,
+    # 0.03 or 0.05 with probabilities 1/4, 1/2, 1/4, so the interval is exactly [0.01, 0.05],
+    # while over images alone (models fixed) it has no width at all
+    d = np.stack([np.full(30, 0.01), np.full(30, 0.05)])
+    both = seeds_and_images_bootstrap(d, resamples=4000, seed=0)
+    assert (both.low[0], both.high[0]) == pytest.approx((0.01, 0.05))
+    images = paired_bootstrap(d, resamples=4000, seed=0)
+    assert images.low[0] == pytest.approx(0.03) and images.high[0] == pytest.approx(0.03)
+    # seeds that agree: both intervals are about the same
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.02, 0.05, size=200)
+    d = np.stack([x, x, x])
+    a, b = paired_bootstrap(d, 4000, seed=1), seeds_and_images_bootstrap(d, 4000, seed=1)
+    assert b.low[0] == pytest.approx(a.low[0], abs=1e-3) and b.high[0] == pytest.approx(a.high[0], abs=1e-3)
 
 
 def test_bootstrap_columns_share_draws_and_reject_bad_input():
@@ -231,6 +248,7 @@ def test_ablate_end_to_end_resumes_after_a_kill(tmp_path):
             means = subset["arms"]
             assert d["diff"] == pytest.approx(means[cand]["mean"] - means["baseline"]["mean"], abs=1e-5)
             assert d["low"] <= d["diff"] + 1e-9 and d["diff"] <= d["high"] + 1e-9
+            assert d["low_seeds"] <= d["diff"] + 1e-9 <= d["high_seeds"] + 2e-9
             assert len(d["per_seed"]) == 2
     out = tmp_path / "report"
     rows = (out / "ablate.csv").read_text().splitlines()

@@ -35,7 +35,7 @@ from typing import Any, Callable, Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trainer.bootstrap import Interval, paired_bootstrap, resample_counts, seed_spread
+from trainer.bootstrap import Interval, paired_bootstrap, resample_counts, seed_spread, seeds_and_images_bootstrap
 from xaug.classes import CLASSES
 from xaug.errors import BadInput, XaugError
 from xaug.store.hashing import canonical_json
@@ -422,10 +422,13 @@ def analyse(scores: dict[str, dict[int, Scores]], arms: list[str], seeds: list[i
         for a in arms[1:]:
             diff = cube[a][:, idx] - cube[base][:, idx]                    # (S, n, 30), paired
             iv = paired_bootstrap(diff, confidence=settings.confidence, counts=counts)
+            iv2 = seeds_and_images_bootstrap(diff, confidence=settings.confidence, counts=counts,
+                                             seed=settings.seed * 1000 + si)
             entry["differences"][a] = {
-                **_interval_json(iv, -1),
+                **_interval_json(iv, -1), **_seeds_json(iv2, -1),
                 "per_seed": [round(float(v), 6) for v in diff[:, :, -1].mean(axis=1)],
-                "per_class": {c: _interval_json(iv, ci) for ci, c in enumerate(columns[:-1])},
+                "per_class": {c: {**_interval_json(iv, ci), **_seeds_json(iv2, ci)}
+                              for ci, c in enumerate(columns[:-1])},
             }
         result[subset] = entry
     return result
@@ -433,6 +436,11 @@ def analyse(scores: dict[str, dict[int, Scores]], arms: list[str], seeds: list[i
 
 def _with_mean(dice: np.ndarray) -> np.ndarray:
     return np.concatenate([dice, dice.mean(axis=1, keepdims=True)], axis=1)
+
+
+def _seeds_json(iv: Interval, col: int) -> dict[str, Any]:
+    return {"low_seeds": round(float(iv.low[col]), 6), "high_seeds": round(float(iv.high[col]), 6),
+            "excludes_zero_seeds": bool(iv.excludes_zero()[col])}
 
 
 def _interval_json(iv: Interval, col: int) -> dict[str, Any]:
@@ -754,7 +762,8 @@ def write_report(report: dict[str, Any], out: Path) -> AblationResult:
 
 
 CSV_HEADER = ["split", "subset", "images", "class", "arm", "seeds", "mean", "std", "min", "max",
-              "diff_vs_baseline", "ci_low", "ci_high", "excludes_zero", "per_seed"]
+              "diff_vs_baseline", "ci_low", "ci_high", "excludes_zero",
+              "ci_seeds_low", "ci_seeds_high", "excludes_zero_seeds", "per_seed"]
 
 
 def report_csv(report: dict[str, Any]) -> str:
@@ -768,17 +777,18 @@ def report_csv(report: dict[str, Any]) -> str:
             for arm, a in e["arms"].items():
                 d = e["differences"].get(arm)
                 w.writerow([split, subset, e["images"], MEAN, arm, a["n"], _f(a["mean"]), _f(a["std"]),
-                            _f(a["min"]), _f(a["max"]),
-                            *((_f(d["diff"]), _f(d["low"]), _f(d["high"]), d["excludes_zero"]) if d
-                              else ("", "", "", "")),
-                            " ".join(_f(v) for v in a["per_seed"])])
+                            _f(a["min"]), _f(a["max"]), *_diff_cells(d), " ".join(_f(v) for v in a["per_seed"])])
                 for c in CLASSES:
-                    dc = d["per_class"][c] if d else None
                     w.writerow([split, subset, e["images"], c, arm, a["n"], _f(a["per_class"][c]),
-                                _f(a["per_class_std"][c]), "", "",
-                                *((_f(dc["diff"]), _f(dc["low"]), _f(dc["high"]), dc["excludes_zero"]) if dc
-                                  else ("", "", "", "")), ""])
+                                _f(a["per_class_std"][c]), "", "", *_diff_cells(d["per_class"][c] if d else None), ""])
     return buf.getvalue()
+
+
+def _diff_cells(d: dict[str, Any] | None) -> list[Any]:
+    if d is None:
+        return [""] * 7
+    return [_f(d["diff"]), _f(d["low"]), _f(d["high"]), d["excludes_zero"], _f(d["low_seeds"]),
+            _f(d["high_seeds"]), d["excludes_zero_seeds"]]
 
 
 def _f(v: float) -> str:
@@ -805,11 +815,15 @@ def plot_report(report: dict[str, Any], out: Path) -> list[Path]:
             d = [sd["subsets"][s]["differences"][cand] for s in subsets]
             est = np.array([x["diff"] for x in d])
             lo, hi = np.array([x["low"] for x in d]), np.array([x["high"] for x in d])
-            ax.errorbar(est, y - off, xerr=[est - lo, hi - est], fmt="o", ms=4, capsize=3, color=f"C{ci + 1}",
-                        label=cand)
+            lo2, hi2 = np.array([x["low_seeds"] for x in d]), np.array([x["high_seeds"] for x in d])
+            ax.errorbar(est, y - off, xerr=[np.maximum(est - lo2, 0), np.maximum(hi2 - est, 0)], fmt="none",
+                        elinewidth=1, alpha=0.45, color=f"C{ci + 1}")
+            ax.errorbar(est, y - off, xerr=[est - lo, hi - est], fmt="o", ms=4, capsize=3, elinewidth=2,
+                        color=f"C{ci + 1}", label=cand)
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks(y, [f"{s} ({sd['subsets'][s]['images']})" for s in subsets], fontsize=8)
-        ax.set_xlabel(f"mean Dice minus {report['baseline']} ({level}% bootstrap interval over images)")
+        ax.set_xlabel(f"mean Dice minus {report['baseline']}: {level}% interval over images (thick), "
+                      "over seeds and images (thin)")
         ax.set_title(f"{report['name']}: {split} split, paired differences per subset")
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
@@ -852,18 +866,20 @@ def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
                                          ("runs", len(report["runs"])),
                                          ("equal steps", "yes" if report["equal_steps"] else "no")]),
                        H.table(["arm", "training version", "images", "epochs", "steps", "built"], arms_rows),
-                       H.note(f"Differences are candidate minus {base}, paired by image and seed; the interval "
-                              f"is a {level}% percentile bootstrap over images "
-                              f"({report['bootstrap']['resamples']} resamples). Spread is the standard "
-                              "deviation of the per-seed mean Dice. * marks an interval that excludes 0."))]
+                       H.note(f"Differences are candidate minus {base}, paired by image and seed. [CI]: {level}% "
+                              "percentile bootstrap over images (the trained models held fixed); "
+                              "{seeds+images}: the same with the seeds resampled too, which also counts the "
+                              f"seed-to-seed variation ({report['bootstrap']['resamples']} resamples). "
+                              "* marks an interval that excludes 0. sd is the standard deviation of the "
+                              "per-seed mean Dice; 'per seed' lists each seed's difference."))]
     for split, sd in report["splits"].items():
         header = ["subset", "images"] + [f"{a} (mean ± sd)" for a in [base, *cands]] + \
-                 [f"{c} - {base} [{level}% CI]" for c in cands]
+                 [f"{c} - {base} [{level}% CI] {{seeds+images}}; per seed" for c in cands]
         rows = []
         for subset, e in sd["subsets"].items():
             row = [subset, e["images"]] + [f"{e['arms'][a]['mean']:.4f} ± {e['arms'][a]['std']:.4f}"
                                            for a in [base, *cands]]
-            row += [_diff_text(e["differences"][c]) for c in cands]
+            row += [_diff_text(e["differences"][c], seeds=True) for c in cands]
             rows.append(row)
         e = sd["subsets"]["all"]
         cls_rows = []
@@ -886,9 +902,15 @@ def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
                                  f"{len(report['seeds'])} seeds, {report['spec']['train']['steps']} steps per run")
 
 
-def _diff_text(d: dict[str, Any]) -> str:
+def _diff_text(d: dict[str, Any], seeds: bool = False) -> str:
     star = " *" if d["excludes_zero"] else ""
-    return f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{star}"
+    text = f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]{star}"
+    if seeds:
+        star2 = " *" if d["excludes_zero_seeds"] else ""
+        text += f" {{{d['low_seeds']:+.4f}, {d['high_seeds']:+.4f}}}{star2}"
+        if d.get("per_seed"):
+            text += "; " + " ".join(f"{v:+.4f}" for v in d["per_seed"])
+    return text
 
 
 __all__ = ["AblationSpec", "ablation_schema", "parse_ablation", "load_ablation", "run_ablation",

@@ -10,7 +10,7 @@ is kept, and the spread between images (not between seeds) sets the width.
 >>> import numpy as np
 >>> d = np.full((3, 50, 2), 0.02)                        # seeds x images x columns
 >>> r = paired_bootstrap(d, resamples=200, seed=0)
->>> [round(x, 6) for x in (r.estimate[0], r.low[0], r.high[0])]
+>>> [round(float(x), 6) for x in (r.estimate[0], r.low[0], r.high[0])]
 [0.02, 0.02, 0.02]
 """
 from __future__ import annotations
@@ -69,6 +69,37 @@ def paired_bootstrap(diff: np.ndarray, resamples: int = 10_000, confidence: floa
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha], axis=0)
     return Interval(per_image.mean(axis=0), low, high, confidence, counts.shape[0], n, seeds)
+
+
+def seeds_and_images_bootstrap(diff: np.ndarray, resamples: int = 10_000, confidence: float = 0.95,
+                               seed: int = 0, counts: np.ndarray | None = None) -> Interval:
+    """Two-level percentile bootstrap of the mean of `diff` (seeds, images[, K]): each resample
+    draws the seeds with replacement, then the images with replacement (the same images under
+    every drawn seed, so the pairing is kept).
+
+    `paired_bootstrap` holds the trained models fixed and asks how much the result depends on
+    the images; this one also lets the training seed vary. When the seeds disagree more than the
+    images do, its interval is the wider, honest one. With one seed both are the same.
+
+    >>> d = np.array([[0.01] * 20, [0.05] * 20])        # two seeds that disagree, no image spread
+    >>> iv = seeds_and_images_bootstrap(d, resamples=4000, seed=0)
+    >>> [round(float(x), 3) for x in (iv.low[0], iv.estimate[0], iv.high[0])]
+    [0.01, 0.03, 0.05]
+    """
+    d = np.asarray(diff, np.float64)
+    if d.ndim == 2:
+        d = d[..., None]
+    if d.ndim != 3 or 0 in d.shape[:2]:
+        raise ValueError("diff must be a non-empty (seeds, images) or (seeds, images, K) array")
+    seeds, n, _ = d.shape
+    if counts is None:
+        counts = resample_counts(n, resamples, seed)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+    seed_w = rng.multinomial(seeds, np.full(seeds, 1.0 / seeds), size=counts.shape[0]) / seeds  # (B, S)
+    stats = sum(seed_w[:, s:s + 1] * (counts @ d[s] / n) for s in range(seeds))               # (B, K)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha], axis=0)
+    return Interval(d.mean(axis=(0, 1)), low, high, confidence, counts.shape[0], n, seeds)
 
 
 def seed_spread(values: np.ndarray) -> dict[str, float]:

@@ -82,7 +82,8 @@ def print_tables(report: dict) -> None:
         table = Table(title=f"{report['name']}: {split} split", box=box.SIMPLE_HEAD, title_justify="left",
                       pad_edge=False, collapse_padding=True,
                       caption=f"Dice: mean over {seeds} seeds, sd over seeds; diff: minus {base}, paired by image "
-                              f"and seed, with a {level}% bootstrap interval over images; * excludes 0",
+                              f"and seed, with a {level}% bootstrap interval over images. * the interval excludes 0; "
+                              "** so does the interval over seeds and images (ablate.json, ablate.csv)",
                       caption_justify="left")
         for col, justify in (("subset", "left"), ("n", "right"), ("arm", "left"), ("Dice", "right"),
                              ("sd", "right"), ("diff", "right"), (f"{level}% interval", "right"), ("", "left")):
@@ -96,8 +97,8 @@ def print_tables(report: dict) -> None:
                 if d is None:
                     cells += ["", "", ""]
                 else:
-                    cells += [f"{d['diff']:+.4f}", f"[{d['low']:+.4f}, {d['high']:+.4f}]",
-                              "*" if d["excludes_zero"] else ""]
+                    mark = ("**" if d["excludes_zero_seeds"] else "*") if d["excludes_zero"] else ""
+                    cells += [f"{d['diff']:+.4f}", f"[{d['low']:+.4f}, {d['high']:+.4f}]", mark]
                 table.add_row(*cells, end_section=i == len(cands))
         out.print(table)
     steps = {a["steps"] for a in report["arms"].values()}
