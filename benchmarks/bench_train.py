@@ -156,6 +156,16 @@ def time_steps(make, size: int, batch: int, steps: int, warmup: int, device: tor
     return count_parameters(model), times, mem
 
 
+def gflops(make, size: int) -> float:
+    """Forward + backward GFLOP of one image (torch's FLOP counter: convolutions and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = make()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, size, size)).sum().backward()
+    return counter.get_total_flops() / 1e9
+
+
 def head(device: torch.device, **extra) -> dict:
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -167,27 +177,32 @@ def cmd_step(args) -> dict:
     device = torch.device(args.device)
     info = head(device, batch=args.batch)
     print(json.dumps(info))
-    print("| model | params | size | batch | s/step (median) | images/s |")
-    print("|---|---|---|---|---|---|")
+    print("| model | params | GFLOP/image | size | batch | s/step (median) | images/s |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for size in args.sizes:
         # models interleaved per round, so a change in machine load hits all of them alike
         per = {}
         for _ in range(args.rounds):
             for name, make in step_models(args.width, args.depth, args.blocks):
+                if args.models and not any(m in name for m in args.models):
+                    continue
                 params, times, mem = time_steps(make, size, args.batch, args.steps, args.warmup, device, args.compile)
-                entry = per.setdefault(name, {"params": params, "times": [], "mem": mem})
+                entry = per.setdefault(name, {"params": params, "times": [], "mem": mem,
+                                              "gflop": round(gflops(make, size), 1)})
                 entry["times"] += times
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
         for name, entry in per.items():
             med = statistics.median(entry["times"])
-            row = {"model": name, "params_m": round(entry["params"] / 1e6, 2), "size": size, "batch": args.batch,
+            row = {"model": name, "params_m": round(entry["params"] / 1e6, 2), "gflop_per_image": entry["gflop"],
+                   "size": size, "batch": args.batch,
                    "s_per_step": round(med, 4), "images_per_s": round(args.batch / med, 2),
                    "steps_timed": len(entry["times"]),
                    "max_mem_gib": round(entry["mem"], 2) if entry["mem"] is not None else None}
             rows.append(row)
-            print(f"| {name} | {row['params_m']}M | {size} | {args.batch} | {med:.3f} | {row['images_per_s']:.1f} |"
+            print(f"| {name} | {row['params_m']}M | {entry['gflop']} | {size} | {args.batch} | {med:.3f} | "
+                  f"{row['images_per_s']:.2f} |"
                   + (f" (peak {entry['mem']:.1f} GiB)" if entry["mem"] is not None else ""), flush=True)
     return {**info, "rows": rows}
 
@@ -345,6 +360,7 @@ def main(argv=None) -> None:
     st.add_argument("--depth", type=int, default=5)
     st.add_argument("--blocks", type=int, default=2)
     st.add_argument("--compile", action="store_true")
+    st.add_argument("--models", nargs="+", default=None, help="only models whose name contains one of these")
     di = sub.add_parser("dice", help="test Dice per arch at equal steps (the demo's synthetic set)")
     di.add_argument("--home", required=True, help="store folder (made on first use)")
     di.add_argument("--runs", default="runs-bench-dice")
