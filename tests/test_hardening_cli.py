@@ -23,8 +23,8 @@ BILLION_LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol",
     ("name: one\nsteps: [{op: flip}]\nname: two\n", "{file}:3: duplicate key 'name' (first at line 1); keep one"),
     ("steps:\n  - op: rotate\n    per_image: 2\n    per_image: 3\n",
      "{file}:4: duplicate key 'per_image' (first at line 3)"),
-    ("[" * 5000 + "]" * 5000, "{file}"),
-])
+    ("[" * 2000 + "]" * 2000, "{file}"),
+], ids=["billion-laughs", "self-alias", "duplicate-top-key", "duplicate-step-key", "deep-nesting"])
 def test_pipeline_yaml_bombs_and_duplicate_keys_are_refused(store_copy, tmp_path, text, first):
     file = tmp_path / "p.yaml"
     file.write_text(text)
