@@ -237,3 +237,13 @@ def test_an_ablation_spec_is_read_as_safely_as_a_pipeline(tmp_path):
     dup.write_text("name: a\nname: b\n")
     with pytest.raises(BadInput, match="duplicate key 'name' \\(first at line 1\\)"):
         load_ablation(dup)
+
+
+@pytest.mark.parametrize("key, value", [("split", 5), ("split", {"val_fold": "x"}), ("info", []), ("kind", 3),
+                                        ("items", [{"image": {"path": "x.png", "sha256": "0" * 64, "size": 1}}])])
+def test_a_manifest_with_ill_typed_fields_is_refused_even_with_a_matching_id(store_copy, key, value):
+    new_id = republish(store_copy, "raw", lambda m: m.update({key: value}))
+    before = snapshot(store_copy)
+    line = refused(xaug("show", "raw", "--home", store_copy), f"{store_copy}/versions/{new_id}/manifest.json: ")
+    assert "the version is damaged" in line
+    assert snapshot(store_copy) == before

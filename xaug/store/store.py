@@ -162,6 +162,13 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     source = manifest.get("source")
     if source is not None and not (isinstance(source, dict) and HEX_ID_RE.match(str(source.get("id")))):
         raise BadInput(f"source: not a version id; {_DAMAGED}", where=where)
+    split = manifest.get("split")
+    if split is not None and not (isinstance(split, dict) and isinstance(split.get("folds", {}), dict)
+                                  and isinstance(split.get("val_fold"), (int, type(None)))):
+        raise BadInput(f"split: not a split record; {_DAMAGED}", where=where)
+    for key, kind in (("info", dict), ("skipped", list), ("kind", str), ("plan_key", str)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise BadInput(f"{key}: not a {kind.__name__}; {_DAMAGED}", where=where)
     return manifest
 
 
