@@ -159,6 +159,9 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             raise BadInput(f"items.{i}.stored_in: not a version id; {_DAMAGED}", where=where)
         if not isinstance(it.get("person"), str) or it.get("split") not in ("train", "test"):
             raise BadInput(f"items.{i}: needs a person and a split (train or test); {_DAMAGED}", where=where)
+        if not (isinstance(it.get("meta") or {}, dict) and isinstance(it.get("provenance") or {}, dict)
+                and isinstance(it.get("fold"), (int, type(None))) and isinstance(it.get("side"), (str, type(None)))):
+            raise BadInput(f"items.{i}: meta, provenance, fold or side of the wrong type; {_DAMAGED}", where=where)
     source = manifest.get("source")
     if source is not None and not (isinstance(source, dict) and HEX_ID_RE.match(str(source.get("id")))):
         raise BadInput(f"source: not a version id; {_DAMAGED}", where=where)
