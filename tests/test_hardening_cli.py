@@ -215,3 +215,28 @@ def test_import_split_options(tmp_path):
     assert not (home / "refs.json").exists()
     res = xaug("import", root, "--folds", "1", "--home", home, "--quiet")  # was a scikit-learn traceback
     assert res.exit_code == 0, res.output
+
+
+def test_no_space_left_during_an_import_is_one_line_and_registers_nothing(tmp_path, monkeypatch):
+    from _layout import make_layout
+
+    root = make_layout(tmp_path / "src", persons=2, size=16)
+    home = tmp_path / "home"
+    calls = {"n": 0}
+    real = shutil.copyfile
+
+    def copyfile(src, dst, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            Path(dst).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    line = refused(xaug("import", root, "--home", home, "--quiet"), f"{home}/staging/")
+    assert line.endswith("no space left on the device; free some space and run the same command again "
+                         "(finished work is kept)")
+    assert not (home / "refs.json").exists() and not list(home.rglob("*.tmp"))
+    monkeypatch.setattr(shutil, "copyfile", real)
+    res = xaug("import", root, "--home", home, "--quiet")  # after freeing space: finishes the work
+    assert res.exit_code == 0 and "raw_v1" in res.stdout

@@ -192,8 +192,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def _atomic_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial temporary behind
+        raise
 
 
 # ---------------------------------------------------------------- staging (usable in workers)
