@@ -266,3 +266,16 @@ def test_a_refused_import_fails_again_until_fixed(root, home):
         refused_res = _import(root, home)
         assert refused_res.exit_code == 2
     assert sorted(Store(home).refs()) == ["raw"]
+
+
+def test_the_reason_an_image_is_refused_is_named(root, home):
+    image = first_image(root)
+    ok, buf = cv2.imencode(".png", np.zeros((32, 32), np.uint16))
+    image.write_bytes(buf.tobytes())
+    rel = image.relative_to(root).as_posix()
+    res = _import(root, home)
+    assert f"error: {rel}: image is uint16, xaug expects 8-bit PNG" in _problem_lines(res)
+    image.write_bytes(_png_with_header(100000, 100000))
+    res = _import(root, home)
+    assert (f"error: {rel}: image claims 100000x100000 pixels, more than xaug reads (268,435,456); "
+            "replace or remove the file") in _problem_lines(res)

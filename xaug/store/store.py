@@ -792,8 +792,8 @@ class Store:
                     hw = decode_image(data, rel).shape[:2]
                     if sha256_bytes(data) != sha:  # changed between hashing and checking
                         problem.append(f"{rel}: changed while being imported; import again")
-            except BadInput:
-                return rel, p, sha, size, [f"{rel}: not a readable PNG image; replace or remove the file"]
+            except BadInput as exc:  # not a PNG, does not decode, 16-bit, a forged size
+                return rel, p, sha, size, [f"{rel}: {exc.message}"]
             sizes[rel] = (int(hw[0]), int(hw[1]))
             if not checked:
                 changed.add(rel)
