@@ -191,7 +191,9 @@ def test_arch_is_checked_and_old_configs_are_unets(tmp_path):
     from trainer.inference import load_model
     from trainer.model import ResUNet
 
-    assert TrainConfig().arch == "resunet"
+    from trainer.model import DEFAULT_ARCH
+
+    assert TrainConfig().arch == DEFAULT_ARCH
     with pytest.raises(XaugError, match="unknown arch 'resnet' \\(did you mean resunet\\?\\); known: resunet, unet"):
         TrainConfig(arch="resnet")
     with pytest.raises(XaugError, match="use smp:<Architecture>:<encoder>"):
@@ -204,7 +206,7 @@ def test_arch_is_checked_and_old_configs_are_unets(tmp_path):
     torch.save({"model": UNet(width=8, depth=3).state_dict(), "config": old}, tmp_path / "best.pt")
     model, cfg = load_model(tmp_path, "cpu")
     assert isinstance(model, UNet) and "arch" not in cfg
-    new = TrainConfig(**TINY).to_dict()
+    new = TrainConfig(**TINY, arch="resunet").to_dict()
     torch.save({"model": ResUNet(width=8, depth=3).state_dict(), "config": new}, tmp_path / "best.pt")
     assert isinstance(load_model(tmp_path, "cpu")[0], ResUNet)
 

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainer.data import OnlineAug
-from trainer.model import check_arch
+from trainer.model import DEFAULT_ARCH, check_arch
 from xaug.errors import XaugError
 
 
@@ -19,7 +19,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, then `schedule` decay to lr * min_lr_ratio
     schedule: str = "cosine"   # cosine | poly
     min_lr_ratio: float = 0.01
-    arch: str = "resunet"      # resunet | unet | smp:<Architecture>:<encoder> (trainer/model.py)
+    arch: str = DEFAULT_ARCH   # resunet | unet | smp:<Architecture>:<encoder> (trainer/model.py)
     width: int = 32            # unet: channels at full resolution; resunet: stem/first stage
     depth: int = 5             # downsamplings (input side must divide by 2**depth)
     max_width: int = 256       # channel cap of the deepest levels

@@ -33,8 +33,9 @@ def train_cmd(
     size: int = typer.Option(512, "--size", min=32, help="Training input side in pixels."),
     batch: int = typer.Option(8, "--batch", min=1),
     lr: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate."),
-    arch: str = typer.Option("resunet", "--arch", help="resunet (ResNet-encoder U-Net), unet (classic U-Net) "
-                             "or smp:<Architecture>:<encoder> (needs segmentation_models_pytorch)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="unet (classic U-Net), resunet (ResNet-encoder "
+                                       "U-Net) or smp:<Architecture>:<encoder> (needs segmentation_models_pytorch); "
+                                       "default: the measured choice, see docs/training.md.", show_default=False),
     width: int = typer.Option(32, "--width", min=1, help="unet: channels at full resolution; resunet: stem and "
                               "first stage channels (doubling per stage)."),
     depth: int = typer.Option(5, "--depth", min=1, help="Downsamplings (the input side divides by 2**depth)."),
@@ -65,10 +66,11 @@ def train_cmd(
     from trainer.config import TrainConfig
     from trainer.data import OnlineAug
     from trainer.distributed import dist_env, launch
+    from trainer.model import DEFAULT_ARCH
     from trainer.runs import train_version
 
     store = open_store(home)
-    options = dict(epochs=epochs, size=size, batch=batch, lr=lr, arch=arch, width=width, depth=depth,
+    options = dict(epochs=epochs, size=size, batch=batch, lr=lr, arch=arch or DEFAULT_ARCH, width=width, depth=depth,
                    blocks=blocks, norm=norm, seed=seed, workers=workers, val_every=val_every,
                    val_limit=val_limit, compile=compile_,
                    aug=OnlineAug(hflip=hflip, scale=scale_p, translate=translate_p, gamma=gamma_p,
