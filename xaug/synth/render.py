@@ -292,8 +292,8 @@ def silhouette_mask(geom: HandGeometry, polys: dict[str, np.ndarray], tissue_mm:
     # hypothenar eminence
     hull([b["finger-19"], b["Hamate"], b["Pisiform"], b["Triquetrum"]], t + 3.5 * ppm)
     # wrist and forearm: carpus and the forearm bones (clipped at the bottom edge)
-    near = [p[p[:, 1] < geom.size * 2] for p in (polys["Radius"], polys["Ulna"])]
-    hull([b[k] for k in ("Scaphoid", "Lunate", "Triquetrum", "Pisiform")] + near, t + 3.0 * ppm)
+    hull([b[k] for k in ("Scaphoid", "Lunate", "Triquetrum", "Pisiform")] + [polys["Radius"], polys["Ulna"]],
+         t + 3.0 * ppm)
     # round the corners (webs, wrist) the way skin does
     soft = cv2.GaussianBlur(m.astype(np.float32), (0, 0), max(0.6, 2.5 * ppm))
     return (soft > 0.45).astype(np.uint8)
