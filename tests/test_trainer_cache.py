@@ -72,3 +72,19 @@ def test_second_training_starts_from_the_cache(store_copy, tmp_path, monkeypatch
     assert [strip(r) for r in first_rows] == [strip(r) for r in second_rows] and second.best_dice is not None
     with pytest.raises(AssertionError, match="decoded although cached"):  # the switch off decodes again
         train_version(store, "raw", run=str(tmp_path / "c"), disk_cache=False, **opts)
+
+
+def test_no_file_hashes_no_disk_cache(tmp_path):
+    """Samples of a plain folder carry no hash: a path does not say which bytes it holds, so
+    nothing is cached on disk for them."""
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    samples = make_samples(tmp_path / "data", n=3, size=48)
+    cfg = TrainConfig(size=32, batch=2, epochs=1, width=4, depth=2, workers=0)
+    train(cfg, samples[:2], samples[2:], tmp_path / "run", device="cpu", progress=False,
+          cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    train(cfg, samples[:2], samples[2:], tmp_path / "run2", device="cpu", progress=False,
+          cache_dir=tmp_path / "cache", train_hashes=["h1", "h2"], val_hashes=["h3"])
+    assert len(list((tmp_path / "cache").glob("unversioned/32/*.npy"))) == 2

@@ -187,8 +187,8 @@ def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequen
 
     With `resume`, continues from `run_dir/last.pt` (a finished run returns at once).
     `cache_dir`: keep the resized images there between runs, keyed by (`cfg.dataset_id` /
-    `cfg.val_id`, each image's file hash from `train_hashes` / `val_hashes` (else its path in
-    that version), size). Started by torchrun (WORLD_SIZE > 1), trains with
+    `cfg.val_id`, each image's file hash from `train_hashes` / `val_hashes`, else from the store
+    Samples; without hashes nothing is cached on disk, size). Started by torchrun (WORLD_SIZE > 1), trains with
     DistributedDataParallel: `cfg.batch` per process, rank 0 validates and writes.
     """
     env = ddp.dist_env()
@@ -214,6 +214,15 @@ def cpu_threads(workers: int, world: int = 1, cores: int | None = None) -> int:
     """
     cores = cores if cores is not None else (os.cpu_count() or 1)
     return max(1, cores // max(1, world) - workers)
+
+
+def _file_keys(samples, hashes) -> list[str] | None:
+    """The images' file hashes (given, or carried by store Samples); None when unknown: then
+    nothing is cached on disk (a path alone does not say which bytes it holds)."""
+    if hashes is not None:
+        return list(hashes)
+    keys = [getattr(s, "image_sha256", None) for s in samples]
+    return keys if all(keys) else None
 
 
 def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "ddp.DistEnv", *, device,
@@ -277,8 +286,9 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
     if dev.type == "cpu":
         torch.set_num_threads(min(torch.get_num_threads(), cpu_threads(workers, env.world)))
     t_start = time.perf_counter()
-    train_disk = DiskCache(Path(cache_dir), cfg.dataset_id or "unversioned") if cache_dir and cfg.cache else None
-    train_keys = list(train_hashes) if train_hashes is not None else [s.relpath for s in train_samples]
+    train_keys = _file_keys(train_samples, train_hashes)
+    train_disk = (DiskCache(Path(cache_dir), cfg.dataset_id or "unversioned")
+                  if cache_dir and cfg.cache and train_keys is not None else None)
     if not main:
         ddp.barrier(env)  # rank 0 fills the disk cache first; the others then read it
     dataset = TrainSet(train_samples, cfg.size, cfg.aug, seed=cfg.seed, cache=cfg.cache, disk=train_disk,
@@ -286,8 +296,8 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
     val_images = val_shapes = None
     if main and val_samples and cfg.cache:  # validation inputs resized once, not every epoch
         vlist = list(val_samples)[: cfg.val_limit] if cfg.val_limit else list(val_samples)
-        val_disk = DiskCache(Path(cache_dir), cfg.val_id or "unversioned") if cache_dir else None
-        vkeys = (list(val_hashes)[: len(vlist)] if val_hashes is not None else [s.relpath for s in vlist])
+        vkeys = _file_keys(vlist, list(val_hashes)[: len(vlist)] if val_hashes is not None else None)
+        val_disk = DiskCache(Path(cache_dir), cfg.val_id or "unversioned") if cache_dir and vkeys else None
         val_images, val_shapes = resized_images(vlist, cfg.size, disk=val_disk, hashes=vkeys)
     if main:
         ddp.barrier(env)
