@@ -138,3 +138,19 @@ def test_an_absurd_jobs_never_starts_more_workers_than_cores(monkeypatch):
     if backend._warming is not None:
         backend._warming.join(10)
     assert all(n <= W.default_jobs() for n in asked)
+
+
+def test_the_library_checks_the_space_before_planning(store_copy, monkeypatch):
+    """run_pipeline itself (not only the CLI) refuses what the disk cannot hold, before planning."""
+    def no_plan(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("planned before checking the space")
+
+    def full(self, nbytes, what, todo):
+        raise BadInput(f"{what} need more space than is free; {todo}", where=str(self.home))
+
+    monkeypatch.setattr(P, "make_plan", no_plan)
+    monkeypatch.setattr(Store, "ensure_space", full)
+    spec = P.parse_pipeline({"name": "big", "steps": [{"op": "mosaic", "n": 1000}]})
+    with pytest.raises(BadInput, match="1,000 new items need more space than is free"):
+        P.run_pipeline(Store(store_copy), spec, jobs=1, progress=False)
+    assert Store(store_copy).names() == ["raw_v1"]

@@ -356,10 +356,13 @@ RunResult = BuildResult  # what run_pipeline returns: the version, cached or mad
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A source file a task reads: where it is and the sha256 the source manifest promises."""
+    """A source file a task reads: where its bytes are, its path in the layout, and the sha256
+    and size the source manifest promises."""
 
     path: str
-    sha256: str | None = None
+    relpath: str
+    sha256: str
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -379,7 +382,7 @@ def sourced_tasks(plan: Plan, tasks: Sequence[Task]) -> list[SourcedTask]:
     entries = {e.relpath: e for e in plan.source.entries}
 
     def file_of(f) -> SourceFile | None:
-        return None if f is None else SourceFile(str(plan.source.file_path(f)), f.sha256)
+        return None if f is None else SourceFile(str(plan.source.file_path(f)), f.path, f.sha256, f.size)
 
     out = []
     for t in tasks:
@@ -446,19 +449,11 @@ class PipelineMaker:
 
 
 def read_checked(f: SourceFile, dataset: str) -> bytes:
-    """The bytes of a stored file, refused if they are not the ones its manifest lists."""
-    from xaug.store import sha256_bytes
+    """The bytes of a source file, refused (naming it and `xaug verify`) if they are not the ones
+    its manifest lists: the store's one read-time check."""
+    from xaug.store import read_verified
 
-    try:
-        data = Path(f.path).read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"file missing from the store; run `xaug verify {dataset}`", where=f.path) from None
-    except OSError as exc:
-        raise BadInput(f"cannot read ({exc.strerror})", where=f.path) from None
-    if f.sha256 is not None and sha256_bytes(data) != f.sha256:
-        raise BadInput(f"stored bytes do not match the manifest (changed after it was made); "
-                       f"run `xaug verify {dataset}`", where=f.path)
-    return data
+    return read_verified(f.path, f.sha256, where=f.relpath, name=dataset, size=f.size)
 
 
 def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool = True,
@@ -472,6 +467,7 @@ def run_pipeline(store: "Store", spec, jobs: int | None = None, progress: bool =
     existing = store.find_plan(plan_key(spec, source.id))
     if existing is not None:  # decided before a single label or pixel is read
         return RunResult(existing, cached=True)
+    check_output_space(store, spec, source)  # before planning: what the disk or memory cannot hold
     from xaug.store.backends import get_backend
 
     backend = get_backend(backend)

@@ -81,11 +81,10 @@ _COMMON_FLAGS = {"name": "--name", "source": "--from", "split": "--split", "seed
 
 
 def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool, backend=None) -> None:
-    from xaug.pipeline import check_output_space, run_pipeline
+    from xaug.pipeline import run_pipeline
 
-    store = open_store(home)
-    check_output_space(store, spec)  # before planning: refuse what the disk or memory cannot hold
-    result = run_pipeline(store, spec, jobs=jobs, progress=not quiet, backend=backend)
+    # run_pipeline refuses, before planning, what the disk or memory cannot hold
+    result = run_pipeline(open_store(home), spec, jobs=jobs, progress=not quiet, backend=backend)
     out.print(result.summary(), markup=False)
 
 

@@ -633,6 +633,7 @@ class Store:
                 return existing, False
             target = self.version_dir(id)
             if not (target / "manifest.json").is_file():
+                check_manifest(manifest, f"{name}: the manifest being published")  # never publish what open refuses
                 _prune_staging(stage_root / "data", manifest)
                 _atomic_write(stage_root / "manifest.json", json.dumps(manifest, indent=1).encode())
                 target.parent.mkdir(parents=True, exist_ok=True)
