@@ -88,3 +88,34 @@ def test_no_file_hashes_no_disk_cache(tmp_path):
     train(cfg, samples[:2], samples[2:], tmp_path / "run2", device="cpu", progress=False,
           cache_dir=tmp_path / "cache", train_hashes=["h1", "h2"], val_hashes=["h3"])
     assert len(list((tmp_path / "cache").glob("unversioned/32/*.npy"))) == 2
+
+
+def test_public_api_items_train_like_store_samples(tiny_home, tmp_path):
+    """TrainSet/EvalSet take items of the public API (`xaug.open`) as they take store Samples,
+    and `item_cache` gives `xaug.torch.SegmentationDataset` the trainer's disk cache."""
+    import xaug
+    from trainer.data import EvalSet, as_sample, item_cache
+    from trainer.runs import training_samples
+    from xaug.store import Store
+    from xaug.torch import SegmentationDataset
+
+    api = xaug.open("raw", home=tiny_home)
+    items = api.items(split="train")
+    samples = training_samples(Store(tiny_home).open("raw"))
+    assert [it.path for it in items] == [s.relpath for s in samples]
+    converted = as_sample(items[0])
+    assert converted.image_sha256 == items[0].image_file.sha256 and converted.annotations == samples[0].annotations
+    a = TrainSet(items[:3], 64, aug=None)
+    b = TrainSet(samples[:3], 64, aug=None)
+    for i in range(3):
+        assert all(x.equal(y) for x, y in zip(a[i], b[i]))
+    ea, eb = EvalSet(items[:2], 64)[1], EvalSet(samples[:2], 64)[1]
+    assert ea.image.equal(eb.image) and np.array_equal(ea.gt_packed, eb.gt_packed)
+    disk = DiskCache(tmp_path / "cache", api.id)
+    cached = SegmentationDataset(api, "train", size=64, cache=item_cache(disk))
+    plain = SegmentationDataset(api, "train", size=64, cache=True)
+    assert cached[0][0].equal(plain[0][0]) and any((tmp_path / "cache" / api.id / "64").glob("*.npy"))
+    assert np.array_equal(disk.load([it.image_file.sha256 for it in items], 64)[0][0],
+                          (plain[0][0][0].numpy() * 255).round().astype(np.uint8))
+    with pytest.raises(Exception, match="square gray images"):
+        SegmentationDataset(api, "train", size=64, channels=3, cache=item_cache(disk))

@@ -202,6 +202,35 @@ def item_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
+def as_sample(sample) -> Sample:
+    """A store `Sample` as it is; an item of the public API (`xaug.open(...).items()`) as the
+    Sample it describes, labels loaded and the image hash kept, so its bytes are checked when read."""
+    if isinstance(sample, Sample):
+        return sample
+    to_sample = getattr(sample, "to_sample", None)
+    if to_sample is None:
+        raise TypeError(f"expected a Sample or an xaug.api.Item, got {type(sample).__name__}")
+    out = to_sample()
+    out.image_sha256, out.dataset = sample.image_file.sha256, sample.dataset
+    return out
+
+
+def item_cache(disk: "DiskCache", jobs: int | None = None):
+    """The trainer's on-disk image cache as `cache=` of `xaug.torch.SegmentationDataset`: items of
+    the public API are resized once per (version id, file sha256, size) and read back after.
+
+        from xaug.torch import SegmentationDataset
+        ds = xaug.open("raw")
+        train = SegmentationDataset(ds, "train", size=512, cache=item_cache(DiskCache(root, ds.id)))
+    """
+    def cache(items, size_hw, channels):
+        if channels != 1 or size_hw[0] != size_hw[1]:
+            raise BadInput("the trainer's image cache holds square gray images (channels=1, an int size)")
+        return resized_images([as_sample(it) for it in items], int(size_hw[0]), jobs, disk,
+                              [it.image_file.sha256 for it in items])
+    return cache
+
+
 def load_gray(sample: Sample, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """The image as 8-bit gray, resized to size x size (INTER_AREA) when given; plus (H, W)."""
     img = read_sample_image(sample)  # a store Sample's bytes are checked against the manifest
@@ -367,7 +396,7 @@ class TrainSet(Dataset):
     def __init__(self, samples: Sequence[Sample], size: int, aug: OnlineAug | None = None,
                  seed: int = 0, cache: bool = True, jobs: int | None = None, *,
                  disk: DiskCache | None = None, hashes: Sequence[str] | None = None):
-        self.samples = list(samples)
+        self.samples = [as_sample(s) for s in samples]  # store Samples or public-API items
         self.size = size
         self.seed = seed
         self.transform = aug.build() if aug is not None else None
@@ -415,7 +444,7 @@ class EvalSet(Dataset):
 
     def __init__(self, samples: Sequence[Sample], size: int, with_gt: bool = True,
                  images: np.ndarray | None = None, shapes: Sequence[tuple[int, int]] | None = None):
-        self.samples = list(samples)
+        self.samples = [as_sample(s) for s in samples]
         self.size = size
         self.with_gt = with_gt
         if (images is None) != (shapes is None) or (images is not None and len(images) != len(self.samples)):
