@@ -141,22 +141,90 @@ class LocalBackend:
 
     def run(self, staging: Path, tasks: Sequence, make_item: Callable, jobs: int | None,
             advance: Callable[[int], None]) -> None:
-        if self._warming is not None:
-            self._warming.join()
         workers = resolve_jobs(jobs, len(tasks))
         size = chunk_size(len(tasks), workers)
         if workers == 1 or len(tasks) <= size:  # in this process, one stream
+            if self._warming is not None:
+                self._warming.join()
             run_chunk(staging, make_item, tasks, on_done=advance)
             return
         from joblib import Parallel, delayed
 
         pid = os.getpid()
-        # pre_dispatch bounds how many chunks (and their decoded images) are in flight.
-        parallel = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs",
-                            batch_size=1)
-        for out in parallel(delayed(worker_chunk)(str(staging), make_item, c, pid)
-                            for c in chunks(tasks, size)):
-            advance(len(out))
+        todo = _SharedChunks(chunks(tasks, size))
+        lock = threading.Lock()
+
+        def done(n: int) -> None:
+            with lock:
+                advance(n)
+
+        # This process makes chunks too until the pool has taken the last one: the workers need
+        # about a second to start (a fresh interpreter importing OpenCV, shapely, the ops), which on
+        # a small run is a large part of the whole; the chunks are shared, so none is made twice.
+        helper = _DriverHelp(staging, make_item, todo, done)
+        helper.start()
+        try:
+            if self._warming is not None:
+                self._warming.join()
+            # pre_dispatch bounds how many chunks (and their decoded images) are in flight.
+            parallel = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs",
+                                batch_size=1)
+            for out in parallel(delayed(worker_chunk)(str(staging), make_item, c, pid) for c in todo):
+                done(len(out))
+        except BaseException:
+            todo.stop()
+            raise
+        finally:
+            helper.join_and_raise()
+
+
+class _SharedChunks:
+    """An iterator of chunks that several consumers (the pool's dispatcher, this process's helper
+    thread) take from, each chunk once; `stop()` ends it for everyone."""
+
+    def __init__(self, it):
+        self._it, self._lock, self._stopped = iter(it), threading.Lock(), False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            if self._stopped:
+                raise StopIteration
+            return next(self._it)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+
+
+class _DriverHelp(threading.Thread):
+    """Makes chunks in this process (one OpenCV thread, like a worker) while the pool works."""
+
+    def __init__(self, staging: Path, make_item: Callable, todo: _SharedChunks, done: Callable[[int], None]):
+        super().__init__(name="xaug-driver-help", daemon=True)
+        self.staging, self.make_item, self.todo, self.done = staging, make_item, todo, done
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # the cores belong to the workers; this is one more of them
+        try:
+            for chunk in self.todo:
+                run_chunk(self.staging, self.make_item, chunk, on_done=self.done)
+        except BaseException as exc:  # re-raised in the main thread
+            self.error = exc
+            self.todo.stop()
+        finally:
+            cv2.setNumThreads(threads)
+
+    def join_and_raise(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 @register_backend("dask")
