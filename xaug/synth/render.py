@@ -64,20 +64,29 @@ def _bone_profile(dist: np.ndarray, cortex_px: float, medulla: float) -> np.ndar
     return rim, inner
 
 
+def _bone_window(ring, size: int):
+    """(x0, y0, x1, y1, mask, dist) of one bone: its filled ring in a tight window and the
+    distance to its outline (the image border is not an outline: forearm bones); None if empty."""
+    ring = np.asarray(ring, np.int32)
+    x0, y0 = np.maximum(ring.min(axis=0) - 2, 0)
+    x1, y1 = np.minimum(ring.max(axis=0) + 3, size)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [(ring - [x0, y0]).reshape(-1, 1, 2)], 1)
+    pad = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    dist = cv2.distanceTransform(pad, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+    return x0, y0, x1, y1, mask, dist
+
+
 def _draw_bones(canvas: np.ndarray, polys: dict[str, np.ndarray], geom: HandGeometry, look) -> None:
     size = geom.size
     ppm = geom.px_per_mm
     for label, ring in polys.items():
-        ring = np.asarray(ring, np.int32)
-        x0, y0 = np.maximum(ring.min(axis=0) - 2, 0)
-        x1, y1 = np.minimum(ring.max(axis=0) + 3, size)
-        if x1 <= x0 or y1 <= y0:
+        window = _bone_window(ring, size)
+        if window is None:
             continue
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [(ring - [x0, y0]).reshape(-1, 1, 2)], 1)
-        # distance to the outline; the image border is not an outline (forearm bones)
-        pad = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-        dist = cv2.distanceTransform(pad, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+        x0, y0, x1, y1, mask, dist = window
         if label in FOREARM:
             cortex, medulla, level = 1.6 * ppm, 0.5, 1.0
         elif label in CARPALS:
@@ -315,15 +324,10 @@ def _draw_bones_realistic(canvas: np.ndarray, count: np.ndarray, polys: dict[str
     size = geom.size
     ppm = geom.px_per_mm
     for label, ring in polys.items():
-        ring = np.asarray(ring, np.int32)
-        x0, y0 = np.maximum(ring.min(axis=0) - 2, 0)
-        x1, y1 = np.minimum(ring.max(axis=0) + 3, size)
-        if x1 <= x0 or y1 <= y0:
+        window = _bone_window(ring, size)
+        if window is None:
             continue
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [(ring - [x0, y0]).reshape(-1, 1, 2)], 1)
-        pad = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-        dist = cv2.distanceTransform(pad, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+        x0, y0, x1, y1, mask, dist = window
         if label in FOREARM:
             cortex, medulla = 2.2 * look.cortex_mm * ppm, 0.45
         elif label in CARPALS:
