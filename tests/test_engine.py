@@ -154,3 +154,18 @@ def test_the_library_checks_the_space_before_planning(store_copy, monkeypatch):
     with pytest.raises(BadInput, match="1,000 new items need more space than is free"):
         P.run_pipeline(Store(store_copy), spec, jobs=1, progress=False)
     assert Store(store_copy).names() == ["raw_v1"]
+
+
+def test_run_check_refuses_what_the_run_would_refuse(store_copy, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from xaug.cli import app
+
+    def full(self, nbytes, what, todo):
+        raise BadInput(f"{what} need more space than is free; {todo}", where=str(self.home))
+
+    monkeypatch.setattr(Store, "ensure_space", full)
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\nsteps:\n  - {op: mosaic, n: 1000}\n")
+    r = CliRunner().invoke(app, ["run", str(spec), "--check", "--home", str(store_copy)])
+    assert r.exit_code == 2 and "1,000 new items need more space than is free" in r.output

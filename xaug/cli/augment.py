@@ -214,9 +214,10 @@ SCHEMAS = {"pipeline": "xaug.pipeline:pipeline_schema", "ablate": "trainer.ablat
 
 
 def _check(home: Optional[Path], spec, file: Path) -> None:
-    from xaug.pipeline import make_plan
+    from xaug.pipeline import check_output_space, make_plan
 
     store = open_store(home)
+    check_output_space(store, spec)  # --check says before planning what the run would refuse
     plan = make_plan(store, spec)
     existing = store.find_plan(plan.key)
     made = f"already made as {existing.name}" if existing else "not made yet"
