@@ -84,7 +84,9 @@ def validate(model, samples: Sequence[Sample], cfg: TrainConfig, progress: bool 
     table = DiceTable()
     model.eval()
     stream = StreamingImageCSV(image_csv) if image_csv is not None else None
-    bar = tqdm(total=len(samples), desc=desc, disable=not progress, leave=False, file=sys.stderr)
+    # a bar on a terminal only: in a log the epoch line says it (no redrawn bars in files)
+    bar = tqdm(total=len(samples), desc=desc, disable=not progress or not sys.stderr.isatty(), leave=False,
+               file=sys.stderr)
     try:
         for sample, dice in iter_dice(model, samples, cfg.size, tta=tta, batch=cfg.val_batch, workers=workers,
                                       chunk=chunk, images=images, shapes=shapes):
@@ -324,8 +326,8 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
         model.train()
         t0 = time.perf_counter()
         loss_sum, n_batches, seen = torch.zeros((), device=dev), 0, 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, file=sys.stderr)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress or not sys.stderr.isatty(), leave=False, file=sys.stderr)
         for x, y in loader:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, total, warmup, cfg.schedule, cfg.min_lr_ratio)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from pathlib import Path
 from typing import IO, Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
+from xaug.progress import Progress
 
 from xaug.classes import CLASSES
 from xaug.model import Sample
@@ -30,7 +29,7 @@ def write_rows(predictions: Iterable[tuple[Sample, np.ndarray]], fh: IO[str], pr
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(["image_name", "class", "rle"])
     n = 0
-    for sample, masks in tqdm(predictions, total=total, desc="predict", disable=not progress, file=sys.stderr):
+    for sample, masks in Progress.wrap(predictions, "predict", enabled=progress, total=total, unit="img"):
         for c, name in enumerate(CLASSES):
             w.writerow([sample.name, name, rle_encode(masks[c])])
         n += 1
@@ -59,7 +58,7 @@ def write_rle_submission(rows: Iterable[tuple[Sample, list[str]]], out: Path | s
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["image_name", "class", "rle"])
-        for sample, rles in tqdm(rows, total=total, desc="predict", disable=not progress, file=sys.stderr):
+        for sample, rles in Progress.wrap(rows, "predict", enabled=progress, total=total, unit="img"):
             if len(rles) != len(CLASSES):
                 raise ValueError(f"{sample.name}: {len(rles)} masks, expected {len(CLASSES)}")
             for name, rle in zip(CLASSES, rles):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -350,7 +349,6 @@ def _spread(items: Sequence, n: int) -> list:
 def _draw_thumbs(thumbs: Mapping[str, set[int]], by_rel: Mapping[str, Sample], out: Path, jobs: int,
                  progress: bool) -> None:
     """Second pass: overlays for the items the page shows, one decode per item."""
-    from tqdm import tqdm
 
     def draw(rel: str) -> None:
         sample = by_rel[rel]
@@ -360,8 +358,10 @@ def _draw_thumbs(thumbs: Mapping[str, set[int]], by_rel: Mapping[str, Sample], o
             write_rgb(out / _thumb(rel, size), resize_to(big, size)[0])
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for _ in tqdm(pool.map(draw, sorted(thumbs)), total=len(thumbs), desc="eda: thumbnails",
-                      unit="img", file=sys.stderr, disable=not progress, leave=False):
+        from xaug.progress import Progress
+
+        for _ in Progress.wrap(pool.map(draw, sorted(thumbs)), "eda: thumbnails", enabled=progress,
+                               total=len(thumbs), unit="img"):
             pass
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -209,13 +208,13 @@ def analyse_pairs(pairs: Iterable[tuple[Any, np.ndarray]], out: Path, boundary_p
                   overlay_side: int = 1024, total: int | None = None, progress: bool = True
                   ) -> Iterator[ImageErrors]:
     """Stream (Sample, pred (29, H, W) bool): analyse, write the overlay, keep only the numbers."""
-    from tqdm import tqdm
 
     from xaug.report.images import file_stem, write_rgb
     from xaug.store import read_sample_image
 
-    for sample, pred in tqdm(pairs, total=total, desc="errors", unit="img", file=sys.stderr,
-                             disable=not progress, leave=False):
+    from xaug.progress import Progress
+
+    for sample, pred in Progress.wrap(pairs, "errors", enabled=progress, total=total, unit="img"):
         image = read_sample_image(sample)  # checked against the manifest
         h, w = image.shape[:2]
         pred = np.asarray(pred).astype(bool)
