@@ -22,14 +22,7 @@ import xaug.store.hashing as hashing
 runner = CliRunner()
 
 
-def snapshot(home: Path) -> dict[str, bytes]:
-    """Everything in a store except caches and locks: to prove a failed command changed nothing."""
-    out = {}
-    for p in sorted(Path(home).rglob("*")):
-        rel = p.relative_to(home).as_posix()
-        if p.is_file() and not rel.startswith("cache/") and not rel.endswith(".lock") and rel != "lock":
-            out[rel] = p.read_bytes()
-    return out
+from _hardening import snapshot  # noqa: E402  (one store snapshot for every 'changed nothing' check)
 
 
 @pytest.fixture
