@@ -78,6 +78,17 @@ class ItemEntry:
     def files(self) -> tuple[FileEntry, ...]:
         return (self.image,) if self.label is None else (self.image, self.label)
 
+    def role(self, val_fold: int | None) -> str:
+        """'val' for a train item in the validation fold `val_fold`, else its split ('train'/'test').
+
+        >>> e = ItemEntry(FileEntry("train/DCM/ID001/a_R.png", "ab", 3), None, "ID001", "train", fold=2)
+        >>> e.role(2), e.role(0), e.role(None)
+        ('val', 'train', 'train')
+        """
+        if self.split == "train" and val_fold is not None and self.fold == val_fold:
+            return "val"
+        return self.split
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ItemEntry":
         held = data.get("stored_in")
