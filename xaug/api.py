@@ -17,12 +17,15 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 
 from xaug.classes import CLASS_INDEX
 from xaug.errors import BadInput
+
+if TYPE_CHECKING:
+    from xaug.store.manifest import FileEntry, ItemEntry
 
 __all__ = ["open", "datasets", "Dataset", "Item", "Polygon", "FileRef", "VersionInfo", "resolve_home", "SPLITS"]
 
@@ -340,26 +343,20 @@ class Dataset:
     # -- items
     def _all(self) -> list[Item]:
         if self._items is None:
-            self._items = [self._item(it) for it in self._version.items]
+            self._items = [self._item(e) for e in self._version.entries]
         return self._items
 
-    def _item(self, it: dict[str, Any]) -> Item:
+    def _file(self, f: FileEntry) -> FileRef:
+        return FileRef(self._version.file_path(f), f.path, f.sha256, f.size)
+
+    def _item(self, e: ItemEntry) -> Item:
+        """The public Item of one typed manifest entry (`xaug.store.ItemEntry`)."""
         v = self._version
-        stored_in = it.get("stored_in")
-        img = it["image"]
-        lab = it.get("label")
-        layout_split = it["split"]
-        fold = it.get("fold")
-        split = layout_split
-        if layout_split == "train" and v.val_fold is not None and fold == v.val_fold:
-            split = "val"
         return Item(
-            dataset=v.name, dataset_id=v.id, path=img["path"], person=it["person"], side=it.get("side"),
-            split=split, layout_split=layout_split, fold=fold,
-            image_file=FileRef(v.file_path(img, stored_in), img["path"], img["sha256"], int(img["size"])),
-            label_file=(FileRef(v.file_path(lab, stored_in), lab["path"], lab["sha256"], int(lab["size"]))
-                        if lab else None),
-            meta=dict(it.get("meta") or {}), provenance=dict(it.get("provenance") or {}), stored_in=stored_in)
+            dataset=v.name, dataset_id=v.id, path=e.relpath, person=e.person, side=e.side,
+            split=e.role(v.val_fold), layout_split=e.split, fold=e.fold,
+            image_file=self._file(e.image), label_file=self._file(e.label) if e.label is not None else None,
+            meta=dict(e.meta), provenance=dict(e.provenance), stored_in=e.stored_in)
 
     def items(self, split: str | None = None, fold: int | None = None) -> list[Item]:
         """Items in manifest order (sorted by path), optionally filtered.
@@ -378,7 +375,7 @@ class Dataset:
                 if (split is None or it.split == split) and (fold is None or it.fold == fold)]
 
     def __len__(self) -> int:
-        return len(self._version.items)
+        return len(self._version.entries)
 
     def __iter__(self) -> Iterator[Item]:
         return iter(self._all())
