@@ -24,10 +24,10 @@ def write_competition(job: ExportJob) -> dict:
             files += 1
         persons.add(it.person)
         job.advance()
-    sheet = next((f for f in ds.version.manifest.get("files", []) if f["path"] == META_SHEET), None)
+    sheet = ds.version.sheet
     if sheet is not None:
         if job.all_splits:
-            data = ds.version.read_file(sheet, sheet.get("stored_in"))
+            data = ds.version.read_file(sheet)
             job.write_bytes(META_SHEET, data)
         else:
             rows = [m for p, m in sorted(ds.persons.items()) if p in persons]

@@ -7,9 +7,12 @@ are the same in both versions is unchanged even when one version references the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xaug.api import Dataset
+
+if TYPE_CHECKING:
+    from xaug.store.manifest import FileEntry
 
 
 @dataclass
@@ -81,15 +84,15 @@ class VersionDiff:
 _FIELDS = ("person", "side", "split", "fold", "meta", "provenance")
 
 
-def _sha(entry: dict[str, Any] | None) -> str | None:
-    return entry["sha256"] if entry else None
+def _sha(entry: FileEntry | None) -> str | None:
+    return entry.sha256 if entry is not None else None
 
 
 def diff_versions(a: Dataset, b: Dataset) -> VersionDiff:
     """What changed from version `a` to version `b`."""
     d = VersionDiff(a, b)
-    items_a = {it["image"]["path"]: it for it in a.version.items}
-    items_b = {it["image"]["path"]: it for it in b.version.items}
+    items_a = {e.relpath: e for e in a.version.entries}
+    items_b = {e.relpath: e for e in b.version.entries}
     for path in sorted(items_a.keys() | items_b.keys()):
         x, y = items_a.get(path), items_b.get(path)
         if x is None:
@@ -97,16 +100,16 @@ def diff_versions(a: Dataset, b: Dataset) -> VersionDiff:
         elif y is None:
             d.removed.append(path)
         else:
-            what = [k for k in ("image", "label") if _sha(x.get(k)) != _sha(y.get(k))]
+            what = [k for k in ("image", "label") if _sha(getattr(x, k)) != _sha(getattr(y, k))]
             if what:
                 d.changed.append({"path": path, "what": what})
             else:
                 d.unchanged.append(path)
-                fields = [k for k in _FIELDS if (x.get(k) or None) != (y.get(k) or None)]
+                fields = [k for k in _FIELDS if (getattr(x, k) or None) != (getattr(y, k) or None)]
                 if fields:
                     d.metadata_changed.append({"path": path, "fields": fields})
-    files_a = {f["path"]: f["sha256"] for f in a.version.manifest.get("files", [])}
-    files_b = {f["path"]: f["sha256"] for f in b.version.manifest.get("files", [])}
+    files_a = {f.path: f.sha256 for f in a.version.files}
+    files_b = {f.path: f.sha256 for f in b.version.files}
     d.files = {"added": sorted(files_b.keys() - files_a.keys()), "removed": sorted(files_a.keys() - files_b.keys()),
                "changed": sorted(p for p in files_a.keys() & files_b.keys() if files_a[p] != files_b[p])}
     _relate(d)
