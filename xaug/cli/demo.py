@@ -46,7 +46,7 @@ def demo_cmd(
                      jobs=jobs, progress=not quiet)
     test = raw.samples(split="test", load=False)
     rotated = sum(1 for s in test if s.meta.get("wrist_rotated"))
-    out.print(f"  {raw.name} ({raw.id[:12]}): {len(raw.items) - len(test)} train, {len(test)} test images "
+    out.print(f"  {raw.name} ({raw.id[:12]}): {len(raw.entries) - len(test)} train, {len(test)} test images "
               f"({rotated} with rotated wrists)")
 
     derived = {}

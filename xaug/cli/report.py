@@ -83,7 +83,7 @@ def overlay_cmd(
 
     ds = open_store(home).open(name)
     sample = find_item(ds.samples(load=False), item)
-    sample = ds.sample(ds.item(sample.relpath))  # parse only this item's labels
+    sample = ds.sample(ds.entry(sample.relpath))  # parse only this item's labels
     if sample.annotations is None:
         out.print(f"note: {sample.relpath} has no labels; writing the image alone")
     write_rgb(out_file, overlay_image(sample, max_side))

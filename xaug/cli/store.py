@@ -105,11 +105,11 @@ def show_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or id 
         info["skipped"] = ds.manifest["skipped"]
     if items:
         info["items_list"] = [
-            {"image": it["image"]["path"], "label": (it.get("label") or {}).get("path"),
-             "sha256": it["image"]["sha256"], "size": it["image"]["size"], "person": it["person"],
-             "side": it.get("side"), "split": it["split"], "fold": it.get("fold"),
-             "stored_in": it.get("stored_in"), "provenance": it.get("provenance"), "meta": it.get("meta")}
-            for it in ds.items]
+            {"image": e.relpath, "label": e.label.path if e.label else None,
+             "sha256": e.image.sha256, "size": e.image.size, "person": e.person,
+             "side": e.side, "split": e.split, "fold": e.fold,
+             "stored_in": e.stored_in, "provenance": dict(e.provenance), "meta": dict(e.meta)}
+            for e in ds.entries]
     if json_out:
         print_json(info)
         return
@@ -121,11 +121,10 @@ def show_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or id 
     if split:
         out.print(f"[bold]split[/bold]: {info['split']}")
     if items:
-        for it in info["items_list"]:
-            prov = it["provenance"] or {}
-            src = f" <- {prov.get('source')}" if prov.get("source") else ""
-            ref = f" [ref {it['stored_in'][:8]}]" if it["stored_in"] else ""
-            out.print(f"  {it['image']} {it['person']} {it['split']} fold={it['fold']}{ref}{src}", markup=False)
+        for e in ds.entries:
+            src = f" <- {e.provenance.get('source')}" if e.provenance.get("source") else ""
+            ref = f" [ref {e.stored_in[:8]}]" if e.stored_in else ""
+            out.print(f"  {e.relpath} {e.person} {e.split} fold={e.fold}{ref}{src}", markup=False)
 
 
 def verify_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or id prefix."),

@@ -56,10 +56,9 @@ def synth_cmd(
     if ds.base != name:
         console.print(f"note: this spec was already synthesized as {ds.name}; reusing it (no version "
                       f"named {name!r} was added)", markup=False)
-    n_train = sum(1 for it in ds.items if it["split"] == "train")
-    n_test = len(ds.items) - n_train
-    rotated = {s: sum(1 for it in ds.items if it["split"] == s and (it.get("meta") or {}).get("wrist_rotated"))
-               for s in ("train", "test")}
+    n_train = sum(1 for e in ds.entries if e.split == "train")
+    n_test = len(ds.entries) - n_train
+    rotated = {s: sum(1 for e in ds.entries if e.split == s and e.meta.get("wrist_rotated")) for s in ("train", "test")}
     out.print(f"{ds.name} ({ds.id[:12]}): {n_train} train images ({rotated['train']} rotated wrists), "
               f"{n_test} test images ({rotated['test']} rotated), {size}x{size}, seed {seed}"
               + (f"; labels swapped on {label_swaps} training person(s)" if label_swaps else "")
