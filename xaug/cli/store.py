@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, QuietOption, console, open_store, out, print_json
+from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, StorageOption,
+                             backend_choice, console, open_store, out, print_json)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,15 +37,24 @@ def import_cmd(
                                 "rest or from their label's metadata) as errors."),
     rehash: bool = typer.Option(False, "--rehash", help="Read and hash every file again, ignoring the "
                                 "cache (which trusts files whose size, mtime and inode are unchanged)."),
+    jobs: Optional[int] = JobsOption,
+    backend: Optional[str] = BackendOption,
+    scheduler: Optional[str] = SchedulerOption,
+    storage: Optional[str] = StorageOption,
     quiet: bool = QuietOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
-    """Register a competition-layout folder (or COCO files) in the store (unchanged content: no-op)."""
+    """Register a competition-layout folder (or COCO files) in the store (unchanged content: no-op).
+
+    Reading, hashing and checking the files runs on --backend (local threads, or the workers of
+    a dask cluster, which must see PATH at the same path); the version is the same either way.
+    """
     store = open_store(home)
     if fmt not in ("competition", "coco"):
         raise typer.BadParameter(f"must be competition or coco, not {fmt!r}", param_hint="'--format'")
     if fmt == "coco":
-        for flag, given in (("--strict", strict), ("--rehash", rehash)):
+        for flag, given in (("--strict", strict), ("--rehash", rehash), ("--jobs", jobs), ("--backend", backend),
+                            ("--scheduler", scheduler), ("--storage", storage)):
             if given:
                 raise typer.BadParameter("only with --format competition", param_hint=f"'{flag}'")
         _import_coco(store, path, name, coco_json, label_map, lenient, rle_tolerance, folds, split_seed,
@@ -53,9 +63,11 @@ def import_cmd(
     for flag, given in (("--coco-json", coco_json), ("--label-map", label_map)):
         if given:
             raise typer.BadParameter("only with --format coco", param_hint=f"'{flag}'")
+    choice = backend_choice(backend, scheduler, storage)
     ds, created, stats = store.import_folder(
         path, name=name, lenient=lenient, folds=folds, split_seed=split_seed, progress=not quiet,
-        strict=strict, rehash=rehash, on_warning=lambda w: console.print(f"warning: {w}", markup=False))
+        strict=strict, rehash=rehash, on_warning=lambda w: console.print(f"warning: {w}", markup=False),
+        jobs=jobs, backend=choice)
     what = "registered" if created else "unchanged, already"
     out.print(f"{ds.name} ({ds.id[:12]}) {what}: {len(ds.items)} items; "
               f"hashed {stats['hashed']} files, {stats['reused']} unchanged")

@@ -95,6 +95,24 @@ class HashCache:
                              (str(path), st.st_size, st.st_mtime_ns, st.st_ino, sha))
         return sha, st.st_size, False
 
+    def trusted(self, path: Path) -> tuple[str | None, bool, os.stat_result]:
+        """(sha256, checked, stat) of a file the cache may vouch for (counted as reused), else
+        (None, False, stat): the import's driver asks this, and only the files it cannot vouch for
+        are read (by `record`'s caller, wherever the reading runs)."""
+        cached, checked, st = self.lookup(Path(path).resolve())
+        if cached is not None and self.trust:
+            with self._lock:
+                self.reused += 1
+            return cached, checked, st
+        return None, False, st
+
+    def record(self, path: Path, st: os.stat_result, sha: str, checked: bool = False) -> None:
+        """The sha256 of a file hashed elsewhere (a worker that read it after `trusted` gave `st`)."""
+        with self._lock:
+            self.hashed += 1
+            self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
+                             (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino, sha, int(checked)))
+
     def mark_checked(self, path: Path) -> None:
         with self._lock:
             self._db.execute("UPDATE files SET checked=1 WHERE path=?", (str(Path(path).resolve()),))

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -657,17 +658,23 @@ class Store:
     # -- import
     def import_folder(self, path: Path, name: str = "raw", lenient: bool = False, folds: int = 5,
                       split_seed: int = 0, progress: bool = False, strict: bool = False,
-                      rehash: bool = False, on_warning=None) -> tuple[Dataset, bool, dict[str, int]]:
+                      rehash: bool = False, on_warning=None, jobs: int | None = None,
+                      backend: Any = None) -> tuple[Dataset, bool, dict[str, int]]:
         """Register a competition-layout folder; nothing is registered if any input is bad.
 
         Returns (dataset, created, stats) where stats counts files hashed and reused from the cache.
         Image sizes that differ from the most common one, or from the size a label's metadata
         records, are warnings (`on_warning(line)`, default: Python warnings); with `strict` they
         are problems. `rehash` ignores the hash cache (see xaug.store.hashing for its rule).
+        `backend` (a name, a `BackendChoice`; default `$XAUG_BACKEND` or local) is where the files
+        are read, hashed, checked and copied in: `jobs` threads here, or the workers of a dask
+        cluster, which must see the folder at the same path. The version is the same either way.
         """
         from xaug.layout import scan_layout
+        from xaug.store.backends import get_backend
 
         check_name(name)
+        be = get_backend(backend)  # a missing `distributed` is one line, before any work
         if not (isinstance(folds, int) and 1 <= folds <= 100):
             raise BadInput(f"--folds is the k of a k-fold split: 1 to 100, got {folds}", where="import")
         if not (isinstance(split_seed, int) and 0 <= split_seed < 2**32):
@@ -687,7 +694,7 @@ class Store:
         warnings_: list[str] = []
         try:
             files, skipped, rewritten = self._hash_and_check(root, scan, cache, problems, lenient, progress,
-                                                             warnings_, strict)
+                                                             warnings_, strict, be, jobs)
         finally:
             cache.close()
         if strict:
@@ -730,14 +737,7 @@ class Store:
             return existing, False, stats
         stage_root = self.home / "staging" / f"import-{id[:32]}"
         with FileLock(str(stage_root) + ".lock", timeout=600):
-            for rel, (src, _, _) in _progress(sorted(files.items()), progress, "copying"):
-                dst = stage_root / "data" / rel
-                if dst.exists():
-                    continue  # copied by an earlier, interrupted run
-                if src is None:
-                    _atomic_write(dst, rewritten[rel])
-                else:
-                    _atomic_copy(src, dst)
+            self._copy_in(stage_root / "data", files, rewritten, be, jobs, progress)
             ds, created = self._publish(stage_root, manifest, name)
         return ds, created, stats
 
@@ -758,97 +758,88 @@ class Store:
         return split
 
     def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str], lenient: bool,
-                        progress: bool, warnings_: list[str] | None = None, strict: bool = False):
-        """Hash every file (cached when unchanged) and check the ones not checked before, in threads.
+                        progress: bool, warnings_: list[str] | None = None, strict: bool = False,
+                        backend: Any = None, jobs: int | None = None):
+        """Hash every file (cached when unchanged) and check the ones not checked before.
 
         Images must be PNG files that decode; labels must parse with known labels, 3+ finite points
-        within the image's margin (xaug.layout.OUTSIDE_MARGIN). Images are done first: a label is
-        checked again when its image changed. With `lenient`, bad annotations are dropped: the label
-        is rewritten without them and they are returned as `skipped`. Image sizes that differ from
-        the most common one or from a label's metadata go to `warnings_`.
+        within the image's margin (xaug.layout.OUTSIDE_MARGIN). An image and its label are one task
+        (`_check_sample`): a label is checked again when its image changed. The cache stays here:
+        this process asks it which files it vouches for, and only samples with a file to read go to
+        the backend (threads here, or dask workers); unchanged ones only have their PNG header read
+        here. With `lenient`, bad annotations are dropped: the label is rewritten without them and
+        they are returned as `skipped`. Image sizes that differ from the most common one or from a
+        label's metadata go to `warnings_`.
         Returns ({relpath: (source path or None, sha256, size)}, skipped, rewritten).
         """
         from collections import Counter
-        from concurrent.futures import ThreadPoolExecutor
 
-        from xaug.layout import annotation_bytes, annotation_doc, decode_image, image_size
+        from xaug.store.backends import LocalBackend, get_backend
 
+        be = get_backend(backend)
         warnings_ = [] if warnings_ is None else warnings_
-        images = [(s.relpath, s.image_path) for s in scan.samples]
-        labels = [(label_relpath_for(rel), p, rel) for rel, p in scan.label_files.items()]
-        sizes: dict[str, tuple[int, int]] = {}
-        changed: set[str] = set()
+        stat_of: dict[str, os.stat_result] = {}
 
-        def image(entry):
-            rel, p = entry
+        def look(rel: str, path: Path) -> _FileCheck:
             try:
-                sha, size, checked = cache.digest(p)
+                sha, checked, st = cache.trusted(path)
             except OSError as exc:
-                return rel, p, None, 0, [f"{rel}: cannot read ({exc.strerror}); fix or remove the file"]
-            problem = []
-            try:
-                if checked:
-                    hw = image_size(p)[:2]
-                else:
-                    data = Path(p).read_bytes()
-                    hw = decode_image(data, rel).shape[:2]
-                    if sha256_bytes(data) != sha:  # changed between hashing and checking
-                        problem.append(f"{rel}: changed while being imported; import again")
-            except BadInput as exc:  # not a PNG, does not decode, 16-bit, a forged size
-                return rel, p, sha, size, [f"{rel}: {exc.message}"]
-            sizes[rel] = (int(hw[0]), int(hw[1]))
-            if not checked:
-                changed.add(rel)
-                if not problem:
-                    cache.mark_checked(p)
-            return rel, p, sha, size, problem
+                return _FileCheck(rel, str(path), None, False, 0, error=exc.strerror or exc.__class__.__name__)
+            stat_of[str(path)] = st
+            return _FileCheck(rel, str(path), sha, checked, st.st_size)
 
-        def label(entry):
-            rel, p, image_rel = entry
-            try:
-                sha, size, checked = cache.digest(p)
-            except OSError as exc:
-                return rel, p, None, 0, [f"{rel}: cannot read ({exc.strerror}); fix or remove the file"], [], None, []
-            problem, skip, new_bytes, warn = [], [], None, []
-            if not checked or lenient or strict or image_rel in changed:
-                hw = sizes.get(image_rel)
-                data = Path(p).read_bytes()
-                anns, extra, problem, skip = parse_annotation_doc(data, rel, lenient, size=hw)
-                meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
-                if hw is not None and "height" in meta and "width" in meta \
-                        and (meta.get("height"), meta.get("width")) != hw:
-                    warn.append(f"{rel}: metadata says {meta.get('width')}x{meta.get('height')} but the image "
-                                f"{image_rel} is {hw[1]}x{hw[0]}; fix the label or the image")
-                if skip:
-                    new_bytes = annotation_bytes(annotation_doc(anns, extra))
-                if not problem and not skip and not checked:
-                    cache.mark_checked(p)
-            return rel, p, sha, size, problem, skip, new_bytes, warn
+        tasks = [_SampleCheck(look(s.relpath, s.image_path),
+                              look(label_relpath_for(s.relpath), scan.label_files[s.relpath])
+                              if s.relpath in scan.label_files else None,
+                              recheck_label=lenient or strict, lenient=lenient)
+                 for s in scan.samples]
+        total = sum(1 + (t.label is not None) for t in tasks) + 1
+        bar = _progress(range(total), progress, "checking", total=total)
+        ticks = iter(bar)
+        threads = jobs or min(8, (os.cpu_count() or 2) * 2)  # reading and decoding release the GIL
+        results: list[_SampleResult | None] = [None] * len(tasks)
+
+        def collect(indices: list[int], runner, n_jobs: int | None, remote: bool) -> None:
+            if not indices:  # no client to connect, no cluster to start
+                return
+            for i, res in zip(indices, runner.map(_check_sample, [tasks[i] for i in indices], n_jobs)):
+                if remote:
+                    _refuse_unseen(root, tasks[i], res)
+                results[i] = res
+                for _ in range(1 + (tasks[i].label is not None)):
+                    next(ticks, None)
+
+        if be.name == "local":
+            collect(list(range(len(tasks))), be, threads, remote=False)
+        else:  # unchanged samples need no worker: only their PNG header is read, here
+            collect([i for i, t in enumerate(tasks) if not t.reads], LocalBackend(), threads, remote=False)
+            collect([i for i, t in enumerate(tasks) if t.reads], be, jobs, remote=True)
 
         out: dict[str, tuple[Path | None, str, int]] = {}
         skipped: list[dict] = []
         rewritten: dict[str, bytes] = {}
-        total = len(images) + len(labels) + 1
-        bar = _progress(range(total), progress, "checking", total=total)
-        ticks = iter(bar)
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            for rel, p, sha, size, problem in pool.map(image, images):
-                next(ticks, None)
-                problems += problem
-                if sha is not None:
-                    out[rel] = (p, sha, size)
-            for rel, p, sha, size, problem, skip, new_bytes, warn in pool.map(label, labels):
-                next(ticks, None)
-                problems += problem
-                skipped += skip
-                warnings_ += warn
-                if sha is None:
-                    continue
-                if new_bytes is not None:
-                    rewritten[rel] = new_bytes
-                    out[rel] = (None, sha256_bytes(new_bytes), len(new_bytes))
-                else:
-                    out[rel] = (p, sha, size)
+        sizes: dict[str, tuple[int, int]] = {}
+        for task, res in zip(tasks, results):
+            img, lab = task.image, task.label
+            problems += res.image.problems
+            if res.image.sha is not None:
+                out[img.rel] = (Path(img.path), res.image.sha, res.image.size)
+                _remember(cache, img, res.image, stat_of)
+            if res.hw is not None:
+                sizes[img.rel] = res.hw
+            if lab is None:
+                continue
+            problems += res.label.problems
+            skipped += res.skipped
+            warnings_ += res.warnings
+            if res.label.sha is None:
+                continue
+            _remember(cache, lab, res.label, stat_of)
+            if res.rewritten is not None:
+                rewritten[lab.rel] = res.rewritten
+                out[lab.rel] = (None, sha256_bytes(res.rewritten), len(res.rewritten))
+            else:
+                out[lab.rel] = (Path(lab.path), res.label.sha, res.label.size)
         sheet = root / META_SHEET
         if sheet.is_file():
             sha, size, _ = cache.digest(sheet.resolve())
@@ -863,6 +854,47 @@ class Store:
                     warnings_.append(f"{rel}: image is {hw[1]}x{hw[0]} but most images are "
                                      f"{common[1]}x{common[0]}; check it is the right file")
         return out, skipped, rewritten
+
+    def _copy_in(self, data_dir: Path, files: dict[str, tuple[Path | None, str, int]], rewritten: dict[str, bytes],
+                 backend: Any, jobs: int | None, progress: bool) -> None:
+        """Copy the imported files into a version's staging folder (what an interrupted run copied
+        is kept). Local: threads here. dask `shared`: the workers copy; `bytes`: this process copies
+        (the workers never write into the store); `auto`: the workers copy where they see the
+        store (a probe file), this process copies the rest."""
+        import uuid
+        from functools import partial
+
+        from xaug.progress import Progress
+        from xaug.store.backends import LocalBackend
+
+        for rel in sorted(rewritten):  # lenient: labels without their bad annotations, made here
+            if not (data_dir / rel).exists():
+                _atomic_write(data_dir / rel, rewritten[rel])
+        todo = [(str(src), str(data_dir / rel)) for rel, (src, _, _) in sorted(files.items())
+                if src is not None and not (data_dir / rel).exists()]
+        if not todo:
+            return
+        threads = jobs or min(8, (os.cpu_count() or 2) * 2)
+        storage = getattr(getattr(backend, "choice", None), "storage", "auto")
+        with Progress(len(todo), "copying", enabled=progress, unit="file") as bar:
+            left = todo
+            if backend.name != "local" and storage != "bytes":
+                probe = self.home / "staging" / f".xaug-probe-{uuid.uuid4().hex}"
+                _atomic_write(probe, probe.name.encode())
+                try:
+                    copied = []
+                    for done in backend.map(partial(_copy_if_seen, str(probe)), todo, jobs):
+                        copied.append(done)
+                        bar.advance(int(done))
+                finally:
+                    probe.unlink(missing_ok=True)
+                left = [job for job, done in zip(todo, copied) if not done]
+                if left and storage == "shared":
+                    raise BadInput(f"the dask workers do not see the store's folder {self.home}; mount it at the "
+                                   "same path on every worker, or use --storage bytes (or auto)",
+                                   where="--storage shared")
+            for _ in LocalBackend().map(_copy_job, left, threads):
+                bar.advance()
 
     # -- verify and export
     def verify(self, ref: str) -> list[str]:
@@ -935,6 +967,158 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return ds, n
+
+
+# ---------------------------------------------------------------- import: the work of one sample
+
+@dataclass(frozen=True)
+class _FileCheck:
+    """One file to import as the driver's cache saw it: its sha256 when the cache vouches for it
+    (None: read and hash it), whether it passed its check before, or why it could not be looked at."""
+
+    rel: str
+    path: str
+    sha: str | None
+    checked: bool
+    size: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _SampleCheck:
+    """An image and its label (if any): one task of an import, run in any process."""
+
+    image: _FileCheck
+    label: _FileCheck | None
+    recheck_label: bool  # --lenient or --strict: every label is parsed again
+    lenient: bool
+
+    @property
+    def reads(self) -> bool:
+        """Has a file to read (hash or check), more than a vouched-for image's PNG header."""
+        img, lab = self.image, self.label
+        if img.error is None and not (img.sha is not None and img.checked):
+            return True
+        return (lab is not None and lab.error is None
+                and (self.recheck_label or not (lab.sha is not None and lab.checked)))
+
+
+@dataclass(frozen=True)
+class _FileResult:
+    sha: str | None  # None: could not be read
+    size: int
+    hashed: bool  # hashed by the task (the cache did not vouch for it)
+    problems: list[str]
+    checked_now: bool = False  # checked by the task and passed: the cache marks it checked
+    missing: bool = False  # the task found no such file (a dask worker that does not see the folder?)
+
+
+@dataclass(frozen=True)
+class _SampleResult:
+    image: _FileResult
+    hw: tuple[int, int] | None  # the image's (height, width) when it could be read
+    label: _FileResult | None
+    skipped: list[dict]
+    rewritten: bytes | None  # lenient: the label without its skipped annotations
+    warnings: list[str]
+
+
+def _cannot_read(rel: str, why: str | None, missing: bool = False) -> _FileResult:
+    return _FileResult(None, 0, False, [f"{rel}: cannot read ({why}); fix or remove the file"], missing=missing)
+
+
+def _check_sample(task: _SampleCheck) -> _SampleResult:
+    """Read, hash and check one image and its label: pure (no cache, no store), so it runs in a
+    thread here or on a dask worker with the same result. Every problem is one line naming the file."""
+    from xaug.layout import annotation_bytes, annotation_doc, decode_image, image_size
+
+    img, hw, changed = task.image, None, False
+    if img.error is not None:
+        image = _cannot_read(img.rel, img.error)
+    elif img.sha is not None and img.checked:  # unchanged and checked before: its size is enough
+        try:
+            h, w = image_size(img.path)[:2]
+            hw = (int(h), int(w))
+            image = _FileResult(img.sha, img.size, False, [])
+        except BadInput as exc:
+            image = _FileResult(img.sha, img.size, False, [f"{img.rel}: {exc.message}"])
+        except OSError as exc:
+            image = _cannot_read(img.rel, exc.strerror, isinstance(exc, FileNotFoundError))
+    else:
+        try:
+            data = Path(img.path).read_bytes()
+        except OSError as exc:
+            image = _cannot_read(img.rel, exc.strerror, isinstance(exc, FileNotFoundError))
+        else:
+            sha, size = (img.sha, img.size) if img.sha is not None else (sha256_bytes(data), len(data))
+            hashed = img.sha is None
+            try:  # not a PNG, does not decode, 16-bit, a forged size
+                shape = decode_image(data, img.rel).shape
+            except BadInput as exc:
+                image = _FileResult(sha, size, hashed, [f"{img.rel}: {exc.message}"])
+            else:
+                hw, changed = (int(shape[0]), int(shape[1])), True
+                problem = []
+                if not hashed and sha256_bytes(data) != sha:  # changed since the cache saw it
+                    problem.append(f"{img.rel}: changed while being imported; import again")
+                image = _FileResult(sha, size, hashed, problem, checked_now=not problem)
+    lab = task.label
+    skip: list[dict] = []
+    new_bytes, warn = None, []
+    label = None
+    if lab is not None and lab.error is not None:
+        label = _cannot_read(lab.rel, lab.error)
+    elif lab is not None and lab.sha is not None and lab.checked and not task.recheck_label and not changed:
+        label = _FileResult(lab.sha, lab.size, False, [])
+    elif lab is not None:
+        try:
+            data = Path(lab.path).read_bytes()
+        except OSError as exc:
+            label = _cannot_read(lab.rel, exc.strerror, isinstance(exc, FileNotFoundError))
+        else:
+            sha, size = (lab.sha, lab.size) if lab.sha is not None else (sha256_bytes(data), len(data))
+            anns, extra, problem, skip = parse_annotation_doc(data, lab.rel, task.lenient, size=hw)
+            meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+            if hw is not None and "height" in meta and "width" in meta \
+                    and (meta.get("height"), meta.get("width")) != hw:
+                warn.append(f"{lab.rel}: metadata says {meta.get('width')}x{meta.get('height')} but the image "
+                            f"{img.rel} is {hw[1]}x{hw[0]}; fix the label or the image")
+            if skip:
+                new_bytes = annotation_bytes(annotation_doc(anns, extra))
+            label = _FileResult(sha, size, lab.sha is None, problem,
+                                checked_now=not problem and not skip and not lab.checked)
+    return _SampleResult(image, hw, label, skip, new_bytes, warn)
+
+
+def _remember(cache: HashCache, f: _FileCheck, r: _FileResult, stat_of: dict[str, os.stat_result]) -> None:
+    """What a task learnt about a file, into the driver's hash cache."""
+    if r.hashed:
+        cache.record(f.path, stat_of[f.path], r.sha, checked=r.checked_now)
+    elif r.checked_now:
+        cache.mark_checked(f.path)
+
+
+def _refuse_unseen(root: Path, task: _SampleCheck, res: _SampleResult) -> None:
+    """A file this process sees but a dask worker does not: the folder is not shared (one line)."""
+    for f, r in ((task.image, res.image), (task.label, res.label)):
+        if f is not None and r is not None and r.missing and os.path.exists(f.path):
+            raise BadInput(f"a dask worker cannot read {f.rel}, which this machine sees; the workers must see "
+                           f"the folder being imported at the same path ({root})", where="--backend dask")
+
+
+def _copy_job(job: tuple[str, str]) -> None:
+    _atomic_copy(Path(job[0]), Path(job[1]))
+
+
+def _copy_if_seen(probe: str, job: tuple[str, str]) -> bool:
+    """Copy one file into the store if this worker sees the store (its probe file); else leave it."""
+    try:
+        if Path(probe).read_text() != Path(probe).name:
+            return False
+    except OSError:
+        return False
+    _copy_job(job)
+    return True
 
 
 def human_bytes(n: float) -> str:
