@@ -179,12 +179,17 @@ def test_workers_that_do_not_see_the_store_copy_nothing(layout, local_import, tm
     assert created and ds.id == local_import[0].id and tree(ds) == tree(local_import[0])
 
 
-def test_cli_import_on_dask(cluster, layout, local_import, tmp_path):
+def test_cli_import_on_dask(cluster, layout, local_import, tmp_path, monkeypatch):
     home = tmp_path / "home"
     res = xaug("import", layout, "--home", home, "--quiet", "--backend", "dask",
                "--scheduler", cluster.scheduler_address, "--storage", "bytes")
     assert res.exit_code == 0, res.output
     assert f"raw_v1 ({local_import[0].id[:12]}) registered: 7 items; hashed 14 files, 0 unchanged" in res.stdout
+    monkeypatch.setenv("XAUG_BACKEND", "dask")  # or from the environment
+    monkeypatch.setenv("XAUG_SCHEDULER", cluster.scheduler_address)
+    res = xaug("import", layout, "--home", tmp_path / "env", "--quiet")
+    assert res.exit_code == 0 and f"raw_v1 ({local_import[0].id[:12]}) registered" in res.stdout
+    monkeypatch.delenv("XAUG_BACKEND")
     res = xaug("import", layout, "--home", home, "--quiet", "--format", "coco", "--backend", "dask")
     assert res.exit_code == 2 and "--backend" in res.stderr and "only with --format competition" in res.stderr
 
