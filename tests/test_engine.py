@@ -95,8 +95,7 @@ def test_kill_9_of_a_build_ends_its_workers_within_seconds(make_store, tmp_path)
         deadline = time.time() + 120
         workers: set[int] = set()
         while time.time() < deadline:  # wait until the pool's workers are making items
-            workers = {c for c in children(proc.pid)
-                       if "loky" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")}
+            workers = children(proc.pid)  # forked (or loky) worker processes
             staged = list((home / "staging").glob("*/records/*.json")) if (home / "staging").exists() else []
             if len(workers) >= 2 and staged:
                 break
@@ -118,7 +117,7 @@ def test_kill_9_of_a_build_ends_its_workers_within_seconds(make_store, tmp_path)
 
 
 def test_an_absurd_jobs_never_starts_more_workers_than_cores(monkeypatch):
-    """The pool is started before the tasks are planned: it must not trust --jobs 100000."""
+    """loky's pool is started before the tasks are planned: it must not trust --jobs 100000."""
     import joblib
 
     from xaug.store.backends import LocalBackend
@@ -134,10 +133,14 @@ def test_an_absurd_jobs_never_starts_more_workers_than_cores(monkeypatch):
 
     monkeypatch.setattr(joblib, "Parallel", FakeParallel)
     backend = LocalBackend()
+    backend.pool = "loky"
     backend.warm(100_000)
     if backend._warming is not None:
         backend._warming.join(10)
-    assert all(n <= W.default_jobs() for n in asked)
+    assert asked and all(n <= W.default_jobs() for n in asked)
+    # and a run never has more workers than 4 per core, nor more than its tasks
+    assert W.resolve_jobs(100_000, 10**6) <= 4 * W.default_jobs()
+    assert W.resolve_jobs(100_000, 3) <= 3
 
 
 def test_the_library_checks_the_space_before_planning(store_copy, monkeypatch):
@@ -169,3 +172,82 @@ def test_run_check_refuses_what_the_run_would_refuse(store_copy, monkeypatch, tm
     spec.write_text("name: big\nsteps:\n  - {op: mosaic, n: 1000}\n")
     r = CliRunner().invoke(app, ["run", str(spec), "--check", "--home", str(store_copy)])
     assert r.exit_code == 2 and "1,000 new items need more space than is free" in r.output
+
+
+# ---------------------------------------------------------------- the local pool: forked or loky workers
+
+def _tiny_builds(store: Store, jobs: int) -> tuple[str, str]:
+    from xaug.synth.generate import synthesize
+
+    raw = synthesize(store, "raw", persons=3, test_persons=1, size=128, seed=5, jobs=jobs, progress=False)
+    spec = P.parse_pipeline({"name": "rot", "seed": 4, "steps": [{"op": "rotate", "pivot": "wrist", "per_image": 2}]})
+    return raw.id, P.run_pipeline(store, spec, jobs=jobs, progress=False).dataset.id
+
+
+def test_forked_and_loky_workers_write_the_same_versions_as_one_worker(tmp_path, monkeypatch):
+    from xaug.store.backends import LocalBackend
+
+    one = _tiny_builds(Store(tmp_path / "one"), 1)
+    assert _tiny_builds(Store(tmp_path / "default"), 2) == one
+    monkeypatch.setattr(LocalBackend, "pool", "loky")
+    assert _tiny_builds(Store(tmp_path / "loky"), 2) == one
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="no fork here")
+def test_workers_forked_after_opencv_used_its_threads_do_not_hang(tmp_path):
+    """OpenCV's thread pool does not survive a fork: a library user who ran OpenCV (or a 1-worker
+    build) before a parallel build in the same process must not get workers that wait forever."""
+    code = f"""
+import cv2, numpy as np
+from pathlib import Path
+from xaug import pipeline as P
+from xaug.store import Store
+from xaug.synth.generate import synthesize
+cv2.setNumThreads(2)
+a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+for _ in range(20):
+    cv2.warpAffine(a, np.float32([[0.9, 0.1, 3], [-0.1, 0.9, 5]]), (1024, 1024))
+store = Store(Path({str(tmp_path / 'store')!r}))
+synthesize(store, "raw", persons=3, test_persons=1, size=128, seed=5, jobs=1, progress=False)
+for seed in (1, 2):
+    spec = P.parse_pipeline({{"name": f"r{{seed}}", "seed": seed, "steps": [{{"op": "rotate", "per_image": 3}}]}})
+    print(P.run_pipeline(store, spec, jobs=2, progress=False).dataset.name)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["r1_v1", "r2_v1"]
+
+
+class _DieOn:
+    """make_item that kills its worker on one task (as the OOM killer would), unless fixed."""
+
+    def __init__(self, poison: int, fixed: bool = False):
+        self.poison, self.fixed = poison, fixed
+
+    def __call__(self, task: int):
+        import numpy as np
+
+        from xaug.layout import encode_png
+        from xaug.store.work import MadeItem
+
+        if task == self.poison and not self.fixed:
+            os._exit(1)
+        time.sleep(0.05)
+        return MadeItem(f"train/DCM/ID{task + 1:03d}/i{task}.png", encode_png(np.zeros((4, 4), np.uint8)), None,
+                        person=f"ID{task + 1:03d}", split="train")
+
+
+def test_a_killed_local_worker_is_one_line_and_a_rerun_resumes(tmp_path):
+    from xaug.errors import XaugError
+    from xaug.store.execute import BuildRequest, build
+
+    store = Store(tmp_path / "store")
+    request = BuildRequest("doomed", "test", "doomed-local-plan-01")
+    relpath = lambda t: f"train/DCM/ID{t + 1:03d}/i{t}.png"  # noqa: E731
+    with pytest.raises(XaugError, match="a worker process died while building") as err:
+        build(store, request, list(range(40)), _DieOn(30), relpath=relpath, jobs=2)
+    assert "\n" not in str(err.value)
+    assert store.names() == []
+    result = build(store, request, list(range(40)), _DieOn(30, fixed=True), relpath=relpath, jobs=2)
+    assert result.resumed >= 1 and result.resumed + result.made == 40
+    assert store.verify("doomed") == []

@@ -19,17 +19,19 @@ dask storage modes:
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from xaug.errors import BadInput, XaugError
-from xaug.store.work import (chunk_size, chunks, default_jobs, resolve_jobs, run_chunk, stage_made, warm_worker,
-                             worker_chunk)
+from xaug.store.work import (_FORKED, chunk_size, chunks, default_jobs, forked_chunk, forked_worker_init, resolve_jobs,
+                             run_chunk, stage_made, warm_worker, worker_chunk)
 
 STORAGE_MODES = ("auto", "shared", "bytes")
 _BACKENDS: dict[str, type] = {}
@@ -99,21 +101,30 @@ def get_backend(backend: Any = None):
 
 @register_backend("local")
 class LocalBackend:
-    """joblib with loky worker processes on this machine (in this process for one worker)."""
+    """Worker processes on this machine (in this process for one worker).
+
+    Where the platform forks (Linux), the workers are forked from the command when the build
+    starts: they inherit its imports and its `make_item`, so they start in milliseconds and only
+    the tasks travel to them. Elsewhere (or with `pool = "loky"`), joblib's loky workers: fresh
+    interpreters, started in the background while the command plans. Both run the same
+    `run_chunk` on the same chunks: the bytes do not depend on the pool.
+    """
 
     name = "local"
+    pool = "fork" if "fork" in multiprocessing.get_all_start_methods() else "loky"
 
     def __init__(self, choice: BackendChoice | None = None):
         self.choice = choice or BackendChoice()
         self._warming: threading.Thread | None = None
 
     def warm(self, jobs: int | None, modules: Sequence[str] = ()) -> None:
-        """Start the worker pool in the background (it takes ~1 s: each worker imports OpenCV and
-        the `modules` its tasks need) while this process plans; `run` then finds it started."""
+        """loky: start the worker pool in the background (it takes ~1 s: each worker imports
+        OpenCV and the `modules` its tasks need) while this process plans; `run` then finds it
+        started. Forked workers need no warming."""
         # never more than the cores: the tasks are not planned yet, and an absurd --jobs must not
         # start an absurd pool (the run itself caps the workers at the number of tasks)
         workers = min(resolve_jobs(jobs), default_jobs())
-        if workers <= 1 or self._warming is not None:
+        if self.pool != "loky" or workers <= 1 or self._warming is not None:
             return
         pid = os.getpid()
 
@@ -148,6 +159,62 @@ class LocalBackend:
                 self._warming.join()
             run_chunk(staging, make_item, tasks, on_done=advance)
             return
+        if self.pool == "fork":
+            self._run_forked(staging, tasks, make_item, workers, size, advance)
+        else:
+            self._run_loky(staging, tasks, make_item, workers, size, advance, self._warming)
+
+    @staticmethod
+    def _run_forked(staging: Path, tasks: Sequence, make_item: Callable, workers: int, size: int,
+                    advance: Callable[[int], None]) -> None:
+        """Chunks on `workers` processes forked from this one, at most two chunks per worker in
+        flight (bounded memory); a worker that dies (killed, out of memory) is one line, and the
+        items finished before it stay staged for a rerun to resume from."""
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        token = uuid.uuid4().hex
+        _FORKED[token] = make_item
+        todo = chunks(tasks, size)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=forked_worker_init, initargs=(os.getpid(),))
+        clean = False
+        try:
+            # OpenCV's thread pool does not survive a fork (a child that touches it waits forever on
+            # its dead threads): stop it while the workers are forked (all at the first submit),
+            # then give this process its threads back.
+            import cv2
+
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                running = {pool.submit(forked_chunk, str(staging), token, c) for c in islice(todo, 2 * workers)}
+            finally:
+                cv2.setNumThreads(threads)
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    try:
+                        out = fut.result()
+                    except BrokenProcessPool:
+                        raise XaugError("a worker process died while building (killed, or out of memory?); "
+                                        "the finished items are staged: run the same command again to resume "
+                                        "(with fewer --jobs if memory is short)") from None
+                    advance(len(out))
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        running.add(pool.submit(forked_chunk, str(staging), token, nxt))
+            clean = True
+        finally:
+            _FORKED.pop(token, None)
+            if clean:
+                pool.shutdown(wait=True)
+            else:  # an error or Ctrl-C: stop the workers now, not after their chunks
+                _terminate(pool)
+
+    @staticmethod
+    def _run_loky(staging: Path, tasks: Sequence, make_item: Callable, workers: int, size: int,
+                  advance: Callable[[int], None], warming: threading.Thread | None = None) -> None:
         from joblib import Parallel, delayed
 
         pid = os.getpid()
@@ -158,14 +225,14 @@ class LocalBackend:
             with lock:
                 advance(n)
 
-        # This process makes chunks too until the pool has taken the last one: the workers need
+        # This process makes chunks too until the pool has taken the last one: loky workers need
         # about a second to start (a fresh interpreter importing OpenCV, shapely, the ops), which on
         # a small run is a large part of the whole; the chunks are shared, so none is made twice.
         helper = _DriverHelp(staging, make_item, todo, done)
         helper.start()
         try:
-            if self._warming is not None:
-                self._warming.join()
+            if warming is not None:
+                warming.join()
             # pre_dispatch bounds how many chunks (and their decoded images) are in flight.
             parallel = Parallel(n_jobs=workers, return_as="generator_unordered", pre_dispatch="2*n_jobs",
                                 batch_size=1)
@@ -176,6 +243,21 @@ class LocalBackend:
             raise
         finally:
             helper.join_and_raise()
+
+
+def _terminate(pool) -> None:
+    """Stop a ProcessPoolExecutor's workers at once (an error or Ctrl-C in the command): pending
+    chunks are cancelled, running ones killed; what they staged without a record is pruned or
+    resumed by the next run."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except Exception:  # pragma: no cover - already gone
+            pass
+    for proc in procs:
+        proc.join(5)
 
 
 class _SharedChunks:

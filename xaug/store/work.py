@@ -131,6 +131,26 @@ def worker_chunk(staging: str | None, make_item: Callable[[Any], MadeItem], chun
     return run_chunk(staging, make_item, chunk)
 
 
+# ---------------------------------------------------------------- forked workers (Linux)
+
+# What forked workers make, by build token: set before the pool forks, so the children inherit the
+# command's `make_item` (with its plan) instead of unpickling it with every chunk.
+_FORKED: dict[str, Callable[[Any], MadeItem]] = {}
+
+
+def forked_worker_init(parent_pid: int) -> None:
+    """First thing in a worker forked from the command: one OpenCV thread (the workers are the
+    parallelism) and the parent watchdog. Nothing to import: the fork has it all."""
+    watch_parent(parent_pid)
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def forked_chunk(staging: str | None, token: str, chunk: Sequence) -> list:
+    return run_chunk(staging, _FORKED[token], chunk)
+
+
 _WATCHED: set[int] = set()
 _WATCH_LOCK = threading.Lock()
 
