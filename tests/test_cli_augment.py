@@ -164,3 +164,27 @@ def test_schema_prints_the_json_schema():
     assert schema["title"] == "xaug pipeline"
     assert set(schema["properties"]) >= {"name", "source", "split", "seed", "include_source", "steps"}
     assert set(schema["properties"]["steps"]["items"]["discriminator"]["mapping"]) == {"rotate", "mosaic", "flip"}
+
+
+@pytest.mark.parametrize("command, flag, spec_cls, field", [
+    ("rotate", "--angles", "xaug.ops.rotate:RotateSpec", "angle_range"),
+    ("rotate", "--per-image", "xaug.ops.rotate:RotateSpec", "per_image"),
+    ("rotate", "--pivot", "xaug.ops.rotate:RotateSpec", "pivot"),
+    ("mosaic", "--grid", "xaug.ops.mosaic:MosaicSpec", "grid"),
+    ("mosaic", "--n", "xaug.ops.mosaic:MosaicSpec", "n"),
+    ("mosaic", "--beta", "xaug.ops.mosaic:MosaicSpec", "beta"),
+])
+def test_op_flags_take_their_defaults_from_the_op_spec_and_say_them(command, flag, spec_cls, field):
+    """An op's defaults live in its spec: the flag passes nothing when not given, and the
+    `(default: ...)` its help shows is the spec's."""
+    import importlib
+
+    import typer.main
+
+    module, cls = spec_cls.split(":")
+    default = getattr(importlib.import_module(module), cls).model_fields[field].default
+    shown = {"angle_range": lambda d: f"{d[0]:g}:{d[1]:g}", "grid": lambda d: f"{d[0]}x{d[1]}"}.get(field, str)(default)
+    cmd = typer.main.get_command(app).commands[command]
+    param = next(p for p in cmd.params if flag in p.opts)
+    assert param.default is None
+    assert f"(default: {shown})" in param.help

@@ -77,6 +77,12 @@ def _flag_line(problem: str, flags: dict[str, str]) -> str:
     return f"{flag}: {msg}" if flag else problem
 
 
+def _given(step: dict[str, Any]) -> dict[str, Any]:
+    """The flags the user gave: an op's defaults live in its spec only (the `[default: ...]` in
+    the help is checked against the spec by tests/test_cli_augment.py)."""
+    return {k: v for k, v in step.items() if v is not None}
+
+
 _COMMON_FLAGS = {"name": "--name", "source": "--from", "split": "--split", "seed": "--seed"}
 
 
@@ -91,11 +97,15 @@ def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool, backend=N
 def register(app: typer.Typer) -> None:
     @app.command("rotate")
     def rotate(
-        angles: str = typer.Option("-30:30", "--angles", help="Degrees: a range lo:hi drawn uniformly, "
-                                   "or a list -30,-15,15,30 drawn from (counter-clockwise positive)."),
-        per_image: int = typer.Option(1, "--per-image", "-k", help="Rotated copies of each source image."),
-        pivot: Pivot = typer.Option(Pivot.image, "--pivot", help="image: turn the whole image about its "
-                                    "centre; wrist: turn the hand about the wrist, forearm kept."),
+        angles: Optional[str] = typer.Option(None, "--angles", show_default=False,
+                                             help="Degrees: a range lo:hi drawn uniformly, or a list "
+                                             "-30,-15,15,30 drawn from (counter-clockwise positive). "
+                                             "(default: -30:30)"),
+        per_image: Optional[int] = typer.Option(None, "--per-image", "-k", show_default=False,
+                                                help="Rotated copies of each source image. (default: 1)"),
+        pivot: Optional[Pivot] = typer.Option(None, "--pivot", show_default=False,
+                                              help="image: turn the whole image about its centre; wrist: "
+                                              "turn the hand about the wrist, forearm kept. (default: image)"),
         source: str = FromOption,
         split: Split = SplitOption,
         seed: int = SeedOption,
@@ -112,7 +122,8 @@ def register(app: typer.Typer) -> None:
 
         Example: xaug rotate --angles -45:-20 --pivot wrist --per-image 2 --seed 1
         """
-        step = {"op": "rotate", **parse_angles(angles), "per_image": per_image, "pivot": pivot.value}
+        step = _given({"op": "rotate", **(parse_angles(angles) if angles is not None else {}),
+                       "per_image": per_image, "pivot": pivot.value if pivot else None})
         flags = {**_COMMON_FLAGS, "angle_range": "--angles", "angles": "--angles",
                  "per_image": "--per-image", "pivot": "--pivot"}
         spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
@@ -121,9 +132,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("mosaic")
     def mosaic(
-        grid: str = typer.Option("2x2", "--grid", help="rows x columns of cells, e.g. 2x2 or 1x3."),
-        n: int = typer.Option(800, "--n", help="Number of mosaic images to make."),
-        beta: float = typer.Option(0.3, "--beta", help="Cell boundaries ~ Beta(beta, beta) (RICAP)."),
+        grid: Optional[str] = typer.Option(None, "--grid", show_default=False,
+                                           help="rows x columns of cells, e.g. 2x2 or 1x3. (default: 2x2)"),
+        n: Optional[int] = typer.Option(None, "--n", show_default=False,
+                                        help="Number of mosaic images to make. (default: 800)"),
+        beta: Optional[float] = typer.Option(None, "--beta", show_default=False,
+                                             help="Cell boundaries ~ Beta(beta, beta) (RICAP). (default: 0.3)"),
         source: str = FromOption,
         split: Split = SplitOption,
         seed: int = SeedOption,
@@ -140,7 +154,7 @@ def register(app: typer.Typer) -> None:
 
         Example: xaug mosaic --grid 2x2 --n 800 --beta 0.3 --seed 0
         """
-        step = {"op": "mosaic", "grid": grid, "n": n, "beta": beta}  # the spec parses "2x2"
+        step = _given({"op": "mosaic", "grid": grid, "n": n, "beta": beta})  # the spec parses "2x2"
         flags = {**_COMMON_FLAGS, "grid": "--grid", "n": "--n", "beta": "--beta"}
         spec = _spec_from_flags(name=name, source=source, split=split, seed=seed,
                                 include_source=include_source, step=step, flags=flags)
