@@ -165,12 +165,11 @@ def main() -> None:
                  "--seed", "0", "--home", str(home))
         raw = store.open("raw")
         sources = raw.samples(split="train", role="train", load=False)  # what the pipeline reads
-        items = {it["image"]["path"]: it for it in raw.items}
-        pairs = [(str(s.image_path), str(raw.file_path(items[s.relpath]["label"], items[s.relpath].get("stored_in"))))
-                 for s in sources]
+        entries = {e.relpath: e for e in raw.entries}
+        pairs = [(str(s.image_path), str(raw.file_path(entries[s.relpath].label))) for s in sources]
         n = len(sources)
         print(f"{n} source images ({args.size}x{args.size}, non-validation persons of "
-              f"{len({it['person'] for it in raw.items})}), {args.mosaics} mosaics, median of {args.repeat}",
+              f"{len({e.person for e in raw.entries})}), {args.mosaics} mosaics, median of {args.repeat}",
               flush=True)
 
         wall: dict[str, list[float]] = {}
@@ -197,13 +196,13 @@ def main() -> None:
             whole, loop, loop_cpu = timed_child("floor-rotate", {"sources": [p for p, _ in pairs]}, tmp)
             keep("rotate_floor", whole)
             keep("rotate_floor_loop", loop, loop_cpu)
-            shas = [items[s.relpath]["image"]["sha256"] for s in sources]
+            shas = [entries[s.relpath].image.sha256 for s in sources]
             whole, loop, loop_cpu = timed_child("floor-rotate-checked", {"sources": [p for p, _ in pairs],
                                                                          "sha256": shas}, tmp)
             keep("rotate_floor_checked_loop", loop, loop_cpu)
             mos = Store(home).open("bmos")
-            mosaics = [[str(raw.file_path(items[p["source"]]["image"], items[p["source"]].get("stored_in")))
-                        for p in it["provenance"]["patches"]] for it in mos.items]
+            mosaics = [[str(raw.file_path(entries[p["source"]].image)) for p in e.provenance["patches"]]
+                       for e in mos.entries]
             whole, loop, loop_cpu = timed_child("floor-mosaic", {"mosaics": mosaics}, tmp)
             keep("mosaic_floor", whole)
             keep("mosaic_floor_loop", loop, loop_cpu)

@@ -198,7 +198,7 @@ def trainer_cache_dir(store) -> Path:
 
 def image_hashes(ds, samples: list[Sample]) -> list[str]:
     """Each sample's image file hash, as the version's manifest records it."""
-    return [s.image_sha256 or ds.item(s.relpath)["image"]["sha256"] for s in samples]
+    return [s.image_sha256 or ds.entry(s.relpath).image.sha256 for s in samples]
 
 
 def train_version(store, dataset: str, *, val: str | None = None, run: str | Path | None = None,

@@ -186,9 +186,8 @@ def estimate_output(store: "Store", spec, source: "Dataset | None" = None) -> tu
 
     ds = source or store.open(spec.source)
     samples = source_samples(ds, spec.split)
-    by_rel = {it["image"]["path"]: it for it in ds.items}
-    sizes = [by_rel[s.relpath]["image"]["size"] + ((by_rel[s.relpath].get("label") or {}).get("size") or 0)
-             for s in samples]
+    by_rel = {e.relpath: e for e in ds.entries}
+    sizes = [sum(f.size for f in by_rel[s.relpath].files()) for s in samples]
     per_item = sum(sizes) / len(sizes)
     h, w, _ = image_size(samples[0].image_path)
     items = total = 0
