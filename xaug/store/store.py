@@ -372,7 +372,10 @@ class Dataset:
 
         if isinstance(ref, Sample):
             ref = ref.relpath
-        e = ref if isinstance(ref, ItemEntry) else ItemEntry.from_json(ref) if isinstance(ref, dict) else self.entry(ref)
+        if isinstance(ref, ItemEntry):
+            e = ref
+        else:
+            e = ItemEntry.from_json(ref) if isinstance(ref, dict) else self.entry(ref)
         return decode_image(self.read_file(e.image), e.image.path, flags)
 
     def item(self, ref: str) -> dict[str, Any]:
