@@ -434,14 +434,16 @@ class Dataset:
                 self._persons = read_meta(io.BytesIO(data), where=f"{self.name}: {META_SHEET}")
         return self._persons
 
+    def file_entries(self) -> Iterator[FileEntry]:
+        """Every file of the version, typed: the sheet, then each item's image and label."""
+        yield from self.files
+        for e in self.entries:
+            yield from e.files()
+
     def all_files(self) -> Iterator[tuple[dict[str, Any], str | None]]:
-        """Every (file entry, stored_in) of the version: items' images and labels, sheet."""
-        for f in self.manifest.get("files", []):
-            yield f, f.get("stored_in")
-        for it in self.items:
-            yield it["image"], it.get("stored_in")
-            if it.get("label"):
-                yield it["label"], it.get("stored_in")
+        """`file_entries()` as (JSON file entry, stored_in) pairs."""
+        for f in self.file_entries():
+            yield f.to_json(), f.stored_in
 
     def summary(self) -> dict[str, Any]:
         splits: dict[str, int] = {}
@@ -910,18 +912,18 @@ class Store:
         if manifest_id(ds.manifest) != ds.id:
             problems.append(f"manifest: content does not match its id {ds.id[:12]}")
         expected: set[Path] = set()
-        for info, stored_in in ds.all_files():
+        for f in ds.file_entries():
             try:
-                p = ds.file_path(info, stored_in)
+                p = ds.file_path(f)
             except BadInput as exc:
-                problems.append(f"unsafe: {info.get('path')!r} ({exc.message})")
+                problems.append(f"unsafe: {f.path!r} ({exc.message})")
                 continue
-            if not stored_in:
+            if not f.stored_in:
                 expected.add(p)
             if not p.is_file():
-                problems.append(f"missing: {info['path']}" + (f" (stored in {stored_in[:12]})" if stored_in else ""))
-            elif p.stat().st_size != info["size"] or sha256_file(p) != info["sha256"]:
-                problems.append(f"changed: {info['path']}")
+                problems.append(f"missing: {f.path}" + (f" (stored in {f.stored_in[:12]})" if f.stored_in else ""))
+            elif p.stat().st_size != f.size or sha256_file(p) != f.sha256:
+                problems.append(f"changed: {f.path}")
         if ds.root.is_dir():
             for p in sorted(ds.root.rglob("*")):
                 if (p.is_file() or p.is_symlink()) and p not in expected:
@@ -954,11 +956,11 @@ class Store:
         tmp = out_dir.with_name(f".{out_dir.name}.xaug-export")
         shutil.rmtree(tmp, ignore_errors=True)
         n = 0
-        entries = list(ds.all_files())
+        entries = list(ds.file_entries())
         try:
-            for info, stored_in in _progress(entries, progress, "exporting"):
-                data = ds.read_file(info, stored_in)
-                dst = inside(tmp, info["path"], f"{ds.name}: {info['path']!r}")
+            for f in _progress(entries, progress, "exporting"):
+                data = ds.read_file(f)
+                dst = inside(tmp, f.path, f"{ds.name}: {f.path!r}")
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 dst.write_bytes(data)
                 n += 1
