@@ -208,3 +208,35 @@ def test_cli_import_refuses_a_bad_backend_in_one_line(layout, tmp_path, monkeypa
     with pytest.raises(BadInput, match="needs dask.distributed"):
         Store(home).import_folder(layout, backend="dask")
     assert not (home / "refs.json").exists()
+
+
+def _die_once(marker: str, fn, item):
+    """Kill the worker process the first time any task runs; later attempts run `fn`."""
+    if not os.path.exists(marker):
+        Path(marker).write_text("died")
+        os._exit(1)
+    return fn(item)
+
+
+class _Dying(Counting):
+    def __init__(self, backend, marker: str):
+        super().__init__(backend)
+        self.marker = marker
+
+    def map(self, fn, items, jobs):
+        import functools
+
+        return self.inner.map(functools.partial(_die_once, self.marker, fn), items, jobs)
+
+
+def test_a_worker_killed_mid_import_is_retried_and_the_import_completes(cluster, layout, local_import, tmp_path):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    marker = tmp_path / "marker"
+    be = _Dying(get_backend(BackendChoice("dask", cluster.scheduler_address, "shared")), str(marker))
+    store = Store(tmp_path / "home")
+    ds, created, _ = store.import_folder(layout, backend=be)
+    assert marker.read_text() == "died"  # a worker really died
+    assert created and ds.id == local_import[0].id and store.verify("raw") == []
+    cluster.wait_for_workers(2, timeout=30)  # the nanny replaced it
