@@ -240,3 +240,25 @@ def test_a_worker_killed_mid_import_is_retried_and_the_import_completes(cluster,
     assert marker.read_text() == "died"  # a worker really died
     assert created and ds.id == local_import[0].id and store.verify("raw") == []
     cluster.wait_for_workers(2, timeout=30)  # the nanny replaced it
+
+
+@pytest.mark.parametrize("where", ["local", "dask"])
+def test_a_label_refused_against_its_changed_image_is_refused_again(cluster, layout, tmp_path, where):
+    """The label was checked before; its image shrinks: the label is checked again and refused,
+    and stays refused on the next import, when the image is unchanged (cached) again."""
+    import cv2
+    import numpy as np
+
+    backend = "local" if where == "local" else BackendChoice("dask", cluster.scheduler_address, "auto")
+    root = tmp_path / "src"
+    shutil.copytree(layout, root)
+    store = Store(tmp_path / "home")
+    store.import_folder(root, backend=backend)
+    first_image(root).write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    rel = first_label(root).relative_to(root).as_posix()
+    for _ in range(2):
+        with pytest.raises(BadInput) as info:
+            store.import_folder(root, name="again", backend=backend, on_warning=lambda w: None)
+        assert any(line.startswith(f"{rel}: annotation 0: ") and "lies far outside the 8x8 image" in line
+                   for line in info.value.lines())
+    assert sorted(store.refs()) == ["raw"]

@@ -113,9 +113,10 @@ class HashCache:
             self._db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
                              (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino, sha, int(checked)))
 
-    def mark_checked(self, path: Path) -> None:
+    def mark_checked(self, path: Path, checked: bool = True) -> None:
+        """Mark a file as checked (or, `checked=False`, as to be checked again)."""
         with self._lock:
-            self._db.execute("UPDATE files SET checked=1 WHERE path=?", (str(Path(path).resolve()),))
+            self._db.execute("UPDATE files SET checked=? WHERE path=?", (int(checked), str(Path(path).resolve())))
 
     def close(self) -> None:
         with self._lock:

@@ -811,6 +811,10 @@ class Store:
                 if remote:
                     _refuse_unseen(root, tasks[i], res)
                 results[i] = res
+                # into the cache as results arrive: a rerun after a Ctrl-C or a dead worker reuses them
+                for f, r in ((tasks[i].image, res.image), (tasks[i].label, res.label)):
+                    if r is not None and r.sha is not None:
+                        _remember(cache, f, r, stat_of)
                 for _ in range(1 + (tasks[i].label is not None)):
                     next(ticks, None)
 
@@ -829,7 +833,6 @@ class Store:
             problems += res.image.problems
             if res.image.sha is not None:
                 out[img.rel] = (Path(img.path), res.image.sha, res.image.size)
-                _remember(cache, img, res.image, stat_of)
             if res.hw is not None:
                 sizes[img.rel] = res.hw
             if lab is None:
@@ -839,7 +842,6 @@ class Store:
             warnings_ += res.warnings
             if res.label.sha is None:
                 continue
-            _remember(cache, lab, res.label, stat_of)
             if res.rewritten is not None:
                 rewritten[lab.rel] = res.rewritten
                 out[lab.rel] = (None, sha256_bytes(res.rewritten), len(res.rewritten))
@@ -1014,7 +1016,7 @@ class _FileResult:
     size: int
     hashed: bool  # hashed by the task (the cache did not vouch for it)
     problems: list[str]
-    checked_now: bool = False  # checked by the task and passed: the cache marks it checked
+    mark: bool | None = None  # the cache marks it checked (True), to check again (False), or as it was
     missing: bool = False  # the task found no such file (a dask worker that does not see the folder?)
 
 
@@ -1066,7 +1068,7 @@ def _check_sample(task: _SampleCheck) -> _SampleResult:
                 problem = []
                 if not hashed and sha256_bytes(data) != sha:  # changed since the cache saw it
                     problem.append(f"{img.rel}: changed while being imported; import again")
-                image = _FileResult(sha, size, hashed, problem, checked_now=not problem)
+                image = _FileResult(sha, size, hashed, problem, mark=True if not problem else None)
     lab = task.label
     skip: list[dict] = []
     new_bytes, warn = None, []
@@ -1090,17 +1092,19 @@ def _check_sample(task: _SampleCheck) -> _SampleResult:
                             f"{img.rel} is {hw[1]}x{hw[0]}; fix the label or the image")
             if skip:
                 new_bytes = annotation_bytes(annotation_doc(anns, extra))
-            label = _FileResult(sha, size, lab.sha is None, problem,
-                                checked_now=not problem and not skip and not lab.checked)
+            # a label checked before that fails now (its image changed) must be checked again next
+            # time, even if that image is then unchanged
+            ok = not problem and not skip
+            label = _FileResult(sha, size, lab.sha is None, problem, mark=ok if ok != lab.checked else None)
     return _SampleResult(image, hw, label, skip, new_bytes, warn)
 
 
 def _remember(cache: HashCache, f: _FileCheck, r: _FileResult, stat_of: dict[str, os.stat_result]) -> None:
     """What a task learnt about a file, into the driver's hash cache."""
     if r.hashed:
-        cache.record(f.path, stat_of[f.path], r.sha, checked=r.checked_now)
-    elif r.checked_now:
-        cache.mark_checked(f.path)
+        cache.record(f.path, stat_of[f.path], r.sha, checked=bool(r.mark))
+    elif r.mark is not None:
+        cache.mark_checked(f.path, r.mark)
 
 
 def _refuse_unseen(root: Path, task: _SampleCheck, res: _SampleResult) -> None:
