@@ -206,3 +206,24 @@ def test_rle_submission_equals_the_mask_submission(tmp_path):
     write_rle_submission(((s, [rle_torch(torch.from_numpy(m)) for m in masks]) for s, masks in preds),
                          tmp_path / "b.csv", progress=False)
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+@pytest.mark.parametrize("src, dst", [((16, 16), (37, 53)), ((24, 24), (24, 24)), ((8, 12), (64, 96))])
+def test_cpu_popcount_counts_equal_the_device_counts(src, dst):
+    """The CPU path (prediction packed to bits, popcounts) and the device path (unpacked target,
+    bool sums; what a GPU runs) count the same, for odd widths, equal sizes and chunks."""
+    from trainer.metrics import _dice_counts_packed, unpack_masks, upsample_chunks
+
+    rng = np.random.default_rng(7)
+    logits = torch.from_numpy(rng.normal(0, 2, (29, *src)).astype(np.float32))
+    gt = rng.random((29, *dst)) > 0.5
+    packed = np.packbits(gt, axis=-1)
+    for chunk in (1, 5, None):
+        fast = _dice_counts_packed(logits, packed, dst, chunk)
+        inter, psum = torch.zeros(29, dtype=torch.int64), torch.zeros(29, dtype=torch.int64)
+        for c0, pred in upsample_chunks(logits, dst, chunk):
+            g = unpack_masks(packed[c0:c0 + pred.shape[0]], dst[1])
+            inter[c0:c0 + pred.shape[0]] = (pred & g).reshape(pred.shape[0], -1).sum(1)
+            psum[c0:c0 + pred.shape[0]] = pred.reshape(pred.shape[0], -1).sum(1)
+        assert torch.equal(fast[0], inter) and torch.equal(fast[1], psum)
+        assert torch.equal(fast[2], torch.from_numpy(gt.reshape(29, -1).sum(1)))

@@ -136,8 +136,15 @@ def upsample_chunks(logits: torch.Tensor, shape: tuple[int, int], chunk: int | N
 def dice_counts(logits: torch.Tensor, gt_packed: np.ndarray | torch.Tensor, shape: tuple[int, int],
                 chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per class (|P∩G|, |P|, |G|) int64 on the logits' device, for (C, h, w) logits against the
-    bit-packed (C, H, ceil(W/8)) targets: upsampled, thresholded, unpacked and counted there,
-    `chunk` classes at a time, so a 2048 px image never needs all 29 full-size planes at once."""
+    bit-packed (C, H, ceil(W/8)) targets, `chunk` classes at a time, so a 2048 px image never
+    needs all 29 full-size planes at once.
+
+    On a GPU the prediction is upsampled, thresholded, compared with the unpacked target and
+    counted there. On the CPU the prediction is packed to bits like the target and counted with
+    popcounts: no unpacked target and no int64 copy of the masks (torch's `bool.sum` makes one,
+    which at 2048 px cost more, in page faults, than the upsampling itself)."""
+    if logits.device.type == "cpu":
+        return _dice_counts_packed(logits, gt_packed, shape, chunk)
     dev = logits.device
     packed = torch.as_tensor(np.asarray(gt_packed)) if not isinstance(gt_packed, torch.Tensor) else gt_packed
     c = logits.shape[0]
@@ -152,6 +159,46 @@ def dice_counts(logits: torch.Tensor, gt_packed: np.ndarray | torch.Tensor, shap
         psum[c0:c0 + k] = p.sum(1, dtype=torch.int64)
         gsum[c0:c0 + k] = g.sum(1, dtype=torch.int64)
     return inter, psum, gsum
+
+
+if hasattr(np, "bitwise_count"):  # numpy >= 2
+    def _popcount_rows(a: np.ndarray) -> np.ndarray:
+        return np.bitwise_count(a).reshape(a.shape[0], -1).sum(1, dtype=np.int64)
+else:  # pragma: no cover - numpy 1.x
+    _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+    def _popcount_rows(a: np.ndarray) -> np.ndarray:
+        return _POPCOUNT[a].reshape(a.shape[0], -1).sum(1, dtype=np.int64)
+
+
+def _dice_counts_packed(logits: torch.Tensor, gt_packed: np.ndarray | torch.Tensor, shape: tuple[int, int],
+                        chunk: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`dice_counts` on the CPU: the same bilinear upsampling (into reused buffers), `> 0`, packed
+    to bits along the width (as the targets are: zero padding bits on both sides) and popcounts."""
+    gt = gt_packed.numpy() if isinstance(gt_packed, torch.Tensor) else np.asarray(gt_packed)
+    c = logits.shape[0]
+    h, w = int(shape[0]), int(shape[1])
+    chunk = chunk or class_chunk((h, w), "cpu")
+    inter = np.zeros(c, np.int64)
+    psum = np.zeros(c, np.int64)
+    src = logits.detach().float()
+    same = tuple(src.shape[-2:]) == (h, w)
+    up = None if same else torch.empty((1, min(chunk, c), h, w), dtype=torch.float32)
+    pred = torch.empty((min(chunk, c), h, w), dtype=torch.bool)
+    for c0 in range(0, c, chunk):
+        k = min(chunk, c - c0)
+        if same:
+            vals = src[c0:c0 + k]
+        else:
+            torch._C._nn.upsample_bilinear2d(src[c0:c0 + k].unsqueeze(0), (h, w), False, None, None,
+                                             out=up[:, :k])
+            vals = up[0, :k]
+        torch.gt(vals, 0, out=pred[:k])
+        bits = np.packbits(pred[:k].numpy(), axis=-1)
+        psum[c0:c0 + k] = _popcount_rows(bits)
+        inter[c0:c0 + k] = _popcount_rows(bits & gt[c0:c0 + k])
+    gsum = _popcount_rows(gt[:c]) if c else np.zeros(0, np.int64)
+    return torch.from_numpy(inter), torch.from_numpy(psum), torch.from_numpy(gsum)
 
 
 def dice_from_counts(inter: torch.Tensor, psum: torch.Tensor, gsum: torch.Tensor) -> torch.Tensor:
