@@ -251,3 +251,34 @@ def test_a_killed_local_worker_is_one_line_and_a_rerun_resumes(tmp_path):
     result = build(store, request, list(range(40)), _DieOn(30, fixed=True), relpath=relpath, jobs=2)
     assert result.resumed >= 1 and result.resumed + result.made == 40
     assert store.verify("doomed") == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("sig, group, code", [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)])
+def test_ctrl_c_or_sigterm_of_a_parallel_build_is_one_line_and_ends_its_workers(make_store, sig, group, code):
+    """Ctrl-C in a terminal reaches the command and its workers (the process group); SIGTERM
+    only the command. Either way: one line, the exit code, no worker's traceback, no worker left."""
+    home = make_store(persons=4, test_persons=1, size=384)
+    cmd = xaug_cmd(home, "rotate", "--per-image", "40", "--pivot", "wrist", "--jobs", "2", "-q")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        workers: set[int] = set()
+        while time.time() < deadline:
+            workers = children(proc.pid)
+            staged = list((home / "staging").glob("*/records/*.json")) if (home / "staging").exists() else []
+            if len(workers) >= 2 and staged:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the build's workers never started"
+        os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(alive(w) for w in workers), "workers outlived the stopped command"

@@ -139,8 +139,14 @@ _FORKED: dict[str, Callable[[Any], MadeItem]] = {}
 
 
 def forked_worker_init(parent_pid: int) -> None:
-    """First thing in a worker forked from the command: one OpenCV thread (the workers are the
-    parallelism) and the parent watchdog. Nothing to import: the fork has it all."""
+    """First thing in a worker forked from the command: the command's signal handlers undone (a
+    Ctrl-C is the command's to handle: it stops the workers; SIGTERM ends a worker quietly), the
+    parent watchdog, and one OpenCV thread (the workers are the parallelism). Nothing to import:
+    the fork has it all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch_parent(parent_pid)
     import cv2
 
