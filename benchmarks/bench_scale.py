@@ -26,11 +26,39 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def run(home: Path, *args: str) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "xaug", *args, "--home", str(home), "-q"], check=True,
                    stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _floor_chunk(paths: list[str]) -> int:
+    import cv2
+
+    from xaug.layout import encode_png
+
+    cv2.setNumThreads(1)
+    n = 0
+    for path in paths:
+        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+        n += len(encode_png(img))
+    return n
+
+
+def floor(paths: list[str], jobs: int) -> float:
+    """The machine's own scaling on this work: decode + encode each source PNG (xaug's PNG
+    settings), in `jobs` fresh processes, nothing else (no xaug engine, no op). Its 1 -> N ratio is
+    what the cores give to PNG work here; xaug's ratio is read against it."""
+    import multiprocessing as mp
+
+    parts = [paths[i::jobs] for i in range(jobs)]
+    t0 = time.perf_counter()
+    with mp.get_context("fork").Pool(jobs) as pool:
+        pool.map(_floor_chunk, parts)
     return time.perf_counter() - t0
 
 
@@ -70,6 +98,7 @@ def main() -> None:
 
     raw = Store(home).open("raw")
     n_src = len(raw.samples(split="train", role="train", load=False))
+    src_paths = [str(raw.file_path(e.image, e.stored_in)) for e in raw.entries if e.split == "train"][:n_src]
     cluster = None
     if not args.no_dask:
         from distributed import LocalCluster
@@ -90,6 +119,10 @@ def main() -> None:
                 variants.append((f"dask-{args.jobs}-{storage}", ["--backend", "dask", "--scheduler",
                                                                  cluster.scheduler_address, "--storage", storage]))
         for _ in range(args.repeat):
+            for jobs in (1, args.jobs):  # the machine's floor, interleaved with xaug's runs
+                t = floor(src_paths, jobs)
+                times.setdefault(f"floor-{jobs}", []).append(t)
+                print(f"{op} floor-{jobs} (decode + encode only): {t:.2f} s", file=sys.stderr)
             for label, flags in variants:  # interleaved: a busy spell hits every variant alike
                 seed += 1
                 t = run(home, op, *common, "--seed", str(seed), "--name", f"{op}{seed}", *flags)
@@ -98,7 +131,8 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         entry = {"items": n, "median_s": {k: round(v, 2) for k, v in med.items()},
                  "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-                 "speedup_1_to_n": round(med["local-1"] / med[f"local-{args.jobs}"], 2)}
+                 "speedup_1_to_n": round(med["local-1"] / med[f"local-{args.jobs}"], 2),
+                 "floor_speedup_1_to_n": round(med["floor-1"] / med[f"floor-{args.jobs}"], 2)}
         for storage in ("shared", "bytes"):
             key = f"dask-{args.jobs}-{storage}"
             if key in med:
