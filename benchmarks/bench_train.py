@@ -8,7 +8,7 @@
 
 `step`: one step = forward + BCE/soft-Dice loss + backward + AdamW on random images and targets
 (no data loading). CUDA: bf16 autocast and channels_last, as the trainer uses them. Models: the
-classic U-Net (the earlier default), the ResUNet (`--arch resunet`) and smp's
+classic U-Net, the ResUNet (`--arch resunet`; also its first, strided-stem design) and smp's
 `Unet("resnet34", encoder_weights=None)`. Where segmentation_models_pytorch is not importable,
 the last is `SmpUnetResnet34`, a plain-torch re-implementation of that architecture (same
 layers, same 24.43 M parameters), and the row says so.
@@ -126,6 +126,8 @@ def step_models(width: int, depth: int, blocks: int):
     yield f"xaug unet w{width} d{depth}", lambda: build_model(width=width, depth=depth, arch="unet")
     yield (f"xaug resunet w{width} d{depth} b{blocks}",
            lambda: build_model(width=width, depth=depth, arch="resunet", blocks=blocks))
+    yield (f"xaug resunet-strided w{width} d{depth} b{blocks}",  # the first design (stem="strided")
+           lambda: build_model(width=width, depth=depth, arch="resunet", blocks=blocks, stem="strided"))
     yield smp_unet_resnet34()
 
 
@@ -231,17 +233,23 @@ def cmd_dice(args) -> dict:
     for spec in args.archs:
         arch, _, width = spec.partition("@")
         width = int(width or 32)
+        stem = ""
+        if arch.startswith("resunet-"):  # resunet-strided: the first ResUNet design
+            arch, _, stem = arch.partition("-")
+        extra = {"stem": stem} if stem else {}
         for seed in args.seeds:
-            run = Path(args.runs) / f"{arch}-w{width}-s{seed}"
+            tag = "".join(f"-{name}{p:g}" for name, p in args.aug)
+            run = Path(args.runs) / f"{arch}{'-' + stem if stem else ''}-w{width}{tag}-s{seed}"
             t0 = time.perf_counter()
             train_version(store, raw.name, run=str(run), resume=(run / "last.pt").exists(), device="cpu",
                           epochs=epochs, size=args.size, batch=args.batch, arch=arch, width=width,
-                          depth=args.depth, lr=args.lr, aug=OnlineAug(hflip=0.0), seed=seed,
-                          val_every=epochs, progress=False)
+                          depth=args.depth, lr=args.lr, aug=OnlineAug(hflip=0.0, **dict(args.aug)), seed=seed,
+                          val_every=epochs, progress=False, **extra)
             train_s = time.perf_counter() - t0
             ev = evaluate_run(store, str(run), dataset=raw.name, split="test", device="cpu", progress=False)
             subs = json.loads(ev.json_path.read_text()).get("subsets", {})
-            row = {"arch": arch, "width": width, "seed": seed, "test_dice": round(ev.table.mean(), 4),
+            row = {"arch": arch + ("-" + stem if stem else ""), "width": width, "seed": seed,
+                   "aug": dict(args.aug), "test_dice": round(ev.table.mean(), 4),
                    "rotated": round(subs.get("wrist_rotated", {}).get("mean_dice", float("nan")), 4),
                    "upright": round(subs.get("upright", {}).get("mean_dice", float("nan")), 4),
                    "train_seconds": round(train_s, 1)}
@@ -346,6 +354,17 @@ def cmd_eval(args) -> dict:
     return {**head(device, images=args.images, px=args.px, input=args.size), "rows": rows}
 
 
+def _aug_option(text: str) -> tuple[str, float]:
+    from trainer.data import OnlineAug
+
+    name, _, value = text.partition("=")
+    name = name.replace("-", "_")
+    if name not in OnlineAug.__dataclass_fields__ or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=P with NAME one of scale, translate, gamma, "
+                                         "black_level, hflip, brightness_contrast, clahe, sharpen, emboss")
+    return name, float(value)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what")
@@ -374,6 +393,9 @@ def main(argv=None) -> None:
     di.add_argument("--batch", type=int, default=8)
     di.add_argument("--steps", type=int, default=600)
     di.add_argument("--lr", type=float, default=1e-2)
+    di.add_argument("--aug", type=_aug_option, nargs="*", default=[], metavar="NAME=P",
+                    help="online augmentation probabilities on top of the demo's (no flips), e.g. "
+                         "scale=0.5 gamma=0.5; the run folders then carry them in their names")
     su = sub.add_parser("startup", help="wall time of a 1-epoch xaug train, cold then warm")
     su.add_argument("--home", required=True)
     su.add_argument("--dataset", default="raw")

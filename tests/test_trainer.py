@@ -163,12 +163,12 @@ def test_resunet_layout_blocks_and_channels():
     from trainer.model import ResUNet
 
     net = ResUNet(width=8, depth=4, blocks=3, max_width=32)
-    assert [len(s) for s in net.stages] == [3, 3, 3]
-    assert [s[-1].conv2.out_channels for s in net.stages] == [16, 32, 32]  # 1/4, 1/8, 1/16 (capped)
-    assert [up.conv[0].out_channels for up in net.ups] == [32, 16, 8, 8]  # 1/8, 1/4, 1/2, then max(8, w/2)
-    assert net.head.in_channels == 8
+    assert [len(s) for s in net.stages] == [3, 3, 3, 3]
+    assert [s[-1].conv2.out_channels for s in net.stages] == [8, 16, 32, 32]  # 1/2 .. 1/16 (capped)
+    assert [up.conv[0].out_channels for up in net.ups] == [32, 16, 8, 16]  # 1/8, 1/4, 1/2, full: max(16, w/2)
+    assert net.head.in_channels == 16
     assert count_parameters(ResUNet(width=8, depth=4, blocks=1)) < count_parameters(net)
-    with pytest.raises(ValueError, match="blocks needs 3 entries"):
+    with pytest.raises(ValueError, match="blocks needs 4 entries"):
         ResUNet(width=8, depth=4, blocks=(1, 2))
 
 

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainer.data import OnlineAug
-from trainer.model import DEFAULT_ARCH, check_arch
+from trainer.model import DEFAULT_ARCH, STEMS, check_arch
 from xaug.errors import XaugError
 
 
@@ -24,6 +24,8 @@ class TrainConfig:
     depth: int = 5             # downsamplings (input side must divide by 2**depth)
     max_width: int = 256       # channel cap of the deepest levels
     blocks: int = 2            # resunet: BasicBlocks per encoder stage
+    stem: str = "full"         # resunet: full (stride-1 stem, full-resolution skip) | strided (the
+                               # first design; stored configs without `stem` are that one)
     norm: str = "batch"        # batch | group | instance | none
     bce_weight: float = 1.0
     dice_weight: float = 1.0
@@ -58,6 +60,8 @@ class TrainConfig:
         if self.size % (2 ** self.depth):
             raise XaugError(f"size {self.size} must be a multiple of 2**depth = {2 ** self.depth}",
                             where="--size")
+        if self.stem not in STEMS:
+            raise XaugError(f"unknown resunet stem {self.stem!r}; known: {', '.join(STEMS)}", where="stem")
         if self.arch == "resunet" and self.depth < 2:
             raise XaugError("resunet needs depth >= 2 (a stem and one stage)", where="--depth")
         for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size"):
@@ -80,7 +84,9 @@ class TrainConfig:
         if unknown:
             raise XaugError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                             where="config")
-        # a stored config from before `arch` existed describes a U-Net, whatever today's default
+        # a stored config from before `arch` existed describes a U-Net, whatever today's default.
+        # (One from before `stem` existed describes a ResUNet with the strided stem: the model is
+        # rebuilt from the stored dict (trainer.model.model_from_config), which knows that.)
         return cls(**{"arch": "unet", **data})
 
     def replace(self, **changes) -> "TrainConfig":
@@ -91,4 +97,6 @@ class TrainConfig:
         d = self.to_dict()
         for k in ("workers", "val_every", "val_limit", "val_batch", "compile", "cudnn_benchmark"):
             d.pop(k)
+        if self.arch != "resunet":
+            d.pop("stem")  # only the ResUNet has one: other runs keep their identity (and ablate hash)
         return d

@@ -171,7 +171,10 @@ def _load_resume(run_dir: Path, cfg: TrainConfig) -> dict | None:
     if not last.exists():
         return None
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
-    saved = TrainConfig.from_dict(ckpt["config"])
+    stored = ckpt["config"]
+    if stored.get("arch") == "resunet" and "stem" not in stored:  # a ResUNet of the first design
+        stored = {**stored, "stem": "strided"}
+    saved = TrainConfig.from_dict(stored)
     mine, theirs = cfg.identity(), saved.identity()
     diff = sorted(k for k in mine if mine[k] != theirs.get(k))
     if diff:
