@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from xaug.errors import BadInput, XaugError
-from xaug.store.work import (_FORKED, chunk_size, chunks, default_jobs, forked_chunk, forked_worker_init, resolve_jobs,
-                             run_chunk, stage_made, warm_worker, worker_chunk)
+from xaug.store.work import (_FORKED, chunk_size, chunks, default_jobs, forked_chunk, forked_flush, forked_worker_init,
+                             resolve_jobs, run_chunk, stage_made, warm_worker, worker_chunk)
 
 STORAGE_MODES = ("auto", "shared", "bytes")
 _BACKENDS: dict[str, type] = {}
@@ -174,10 +174,10 @@ class LocalBackend:
         from concurrent.futures.process import BrokenProcessPool
 
         token = uuid.uuid4().hex
-        _FORKED[token] = make_item
+        ctx = multiprocessing.get_context("fork")
+        _FORKED[token] = (make_item, ctx.Barrier(workers))  # inherited by the workers at the fork
         todo = chunks(tasks, size)
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=forked_worker_init, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=forked_worker_init, initargs=(os.getpid(),))
         clean = False
         try:
             # OpenCV's thread pool does not survive a fork (a child that touches it waits forever on
@@ -197,13 +197,18 @@ class LocalBackend:
                     try:
                         out = fut.result()
                     except BrokenProcessPool:
-                        raise XaugError("a worker process died while building (killed, or out of memory?); "
-                                        "the finished items are staged: run the same command again to resume "
-                                        "(with fewer --jobs if memory is short)") from None
-                    advance(len(out))
+                        raise _worker_died() from None
+                    advance(out)
                     nxt = next(todo, None)
                     if nxt is not None:
                         running.add(pool.submit(forked_chunk, str(staging), token, nxt))
+            # every worker finishes its last write (and says if it failed) before the commit
+            flushes = [pool.submit(forked_flush, token, 600.0) for _ in range(workers)]
+            for fut in flushes:
+                try:
+                    fut.result()
+                except BrokenProcessPool:
+                    raise _worker_died() from None
             clean = True
         finally:
             _FORKED.pop(token, None)
@@ -243,6 +248,11 @@ class LocalBackend:
             raise
         finally:
             helper.join_and_raise()
+
+
+def _worker_died() -> XaugError:
+    return XaugError("a worker process died while building (killed, or out of memory?); the finished items "
+                     "are staged: run the same command again to resume (with fewer --jobs if memory is short)")
 
 
 def _terminate(pool) -> None:
