@@ -256,11 +256,11 @@ def _worker_died() -> XaugError:
 
 
 def _terminate(pool) -> None:
-    """Stop a ProcessPoolExecutor's workers at once (an error or Ctrl-C in the command): pending
-    chunks are cancelled, running ones killed; what they staged without a record is pruned or
-    resumed by the next run."""
+    """Stop a ProcessPoolExecutor's workers at once (an error, Ctrl-C or SIGTERM in the command):
+    pending chunks are cancelled, running ones killed; what they staged without a record is pruned
+    or resumed by the next run. The pool is then shut down and waited for: its manager thread
+    sees the dead workers and ends, so nothing of it is left to fail at the interpreter's exit."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         try:
             proc.terminate()
@@ -268,6 +268,7 @@ def _terminate(pool) -> None:
             pass
     for proc in procs:
         proc.join(5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _SharedChunks:
