@@ -243,10 +243,15 @@ class _DieOn:
                         person=f"ID{task + 1:03d}", split="train")
 
 
-def test_a_killed_local_worker_is_one_line_and_a_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("pool", ["fork", "loky"])
+def test_a_killed_local_worker_is_one_line_and_a_rerun_resumes(tmp_path, monkeypatch, pool):
     from xaug.errors import XaugError
+    from xaug.store.backends import LocalBackend
     from xaug.store.execute import BuildRequest, build
 
+    if pool == "fork" and LocalBackend.pool != "fork":
+        pytest.skip("no fork here")
+    monkeypatch.setattr(LocalBackend, "pool", pool)
     store = Store(tmp_path / "store")
     request = BuildRequest("doomed", "test", "doomed-local-plan-01")
     relpath = lambda t: f"train/DCM/ID{t + 1:03d}/i{t}.png"  # noqa: E731
@@ -288,3 +293,31 @@ def test_ctrl_c_or_sigterm_of_a_parallel_build_is_one_line_and_ends_its_workers(
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)
     assert not any(alive(w) for w in workers), "workers outlived the stopped command"
+
+
+def test_a_process_running_other_threads_gets_loky_workers_not_forked_ones(tmp_path, monkeypatch):
+    """Forking copies every lock as it is at that moment: with another thread alive (a dask
+    client's event loop, a Jupyter kernel's threads) the local backend uses loky, same bytes."""
+    import threading
+
+    from xaug.store.backends import LocalBackend, fork_is_safe
+
+    used: list[str] = []
+    real_loky, real_fork = LocalBackend._run_loky, LocalBackend._run_forked
+    monkeypatch.setattr(LocalBackend, "_run_loky", staticmethod(lambda *a, **k: (used.append("loky"), real_loky(*a, **k))))
+    monkeypatch.setattr(LocalBackend, "_run_forked", staticmethod(lambda *a, **k: (used.append("fork"), real_fork(*a, **k))))
+    one = _tiny_builds(Store(tmp_path / "one"), 1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="IO loop", daemon=True)
+    other.start()
+    try:
+        assert not fork_is_safe()
+        assert _tiny_builds(Store(tmp_path / "threads"), 2) == one
+    finally:
+        stop.set()
+        other.join()
+    assert used and set(used) == {"loky"}
+    used.clear()
+    if LocalBackend.pool == "fork":
+        assert fork_is_safe()
+        assert _tiny_builds(Store(tmp_path / "forked"), 2) == one and set(used) == {"fork"}

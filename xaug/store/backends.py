@@ -159,7 +159,7 @@ class LocalBackend:
                 self._warming.join()
             run_chunk(staging, make_item, tasks, on_done=advance)
             return
-        if self.pool == "fork":
+        if self.pool == "fork" and fork_is_safe():
             self._run_forked(staging, tasks, make_item, workers, size, advance)
         else:
             self._run_loky(staging, tasks, make_item, workers, size, advance, self._warming)
@@ -243,11 +243,32 @@ class LocalBackend:
                                 batch_size=1)
             for out in parallel(delayed(worker_chunk)(str(staging), make_item, c, pid) for c in todo):
                 done(len(out))
-        except BaseException:
+        except BaseException as exc:
             todo.stop()
+            if type(exc).__name__ == "TerminatedWorkerError":  # loky's word for a killed worker
+                raise _worker_died() from None
             raise
         finally:
             helper.join_and_raise()
+
+
+# Threads that may be alive when the workers are forked: a forked child gets a copy of every lock
+# at the moment of the fork, and a lock another thread held then stays held in the child forever.
+# These threads' locks are never needed by a worker: tqdm's monitor, xaug's own threads, and a
+# loky executor's manager and queue feeder (left by an earlier loky run: they guard loky's queues).
+_FORK_SAFE_THREADS = ("xaug-", "TMonitor", "MainThread", "ExecutorManagerThread", "QueueFeederThread")
+
+
+def fork_is_safe() -> bool:
+    """True when no other thread could hold a lock a forked worker needs. A process that runs
+    other threads (a dask client's event loop, a Jupyter kernel's) gets loky workers instead:
+    fresh interpreters, slower to start, the same bytes."""
+    for t in threading.enumerate():
+        if t is threading.current_thread() or not t.is_alive():
+            continue
+        if not (t.name.startswith(_FORK_SAFE_THREADS) or type(t).__name__ in _FORK_SAFE_THREADS):
+            return False
+    return True
 
 
 def _worker_died() -> XaugError:
