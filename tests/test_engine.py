@@ -321,3 +321,26 @@ def test_a_process_running_other_threads_gets_loky_workers_not_forked_ones(tmp_p
     if LocalBackend.pool == "fork":
         assert fork_is_safe()
         assert _tiny_builds(Store(tmp_path / "forked"), 2) == one and set(used) == {"fork"}
+
+
+def test_finding_a_plan_reads_one_manifest_not_the_whole_store(tmp_path, monkeypatch):
+    """Every build looks its plan up twice: with many versions in the store that must not read
+    every manifest (cache/plans.json), and a lost or lying cache is only slower, never wrong."""
+    import json
+
+    store = Store(tmp_path / "store")
+    raw_id, rot_id = _tiny_builds(store, 1)
+    rot_key = store.open(rot_id).manifest["plan_key"]
+    read: list[str] = []
+    real = Store._load_manifest
+    monkeypatch.setattr(Store, "_load_manifest", lambda self, id, check_id=True: (read.append(id), real(self, id, check_id))[1])
+    assert store.find_plan(rot_key).id == rot_id and read == [rot_id]
+    read.clear()
+    assert store.find_plan("no-such-plan") is None and read == []
+    cache = store.home / "cache" / "plans.json"
+    cache.unlink()  # lost: rebuilt from the manifests
+    assert store.find_plan(rot_key).id == rot_id and cache.is_file()
+    cache.write_text(json.dumps({raw_id: rot_key, rot_id: "something else"}))  # lying
+    assert store.find_plan(rot_key).id == rot_id
+    cache.write_text("not json")  # damaged
+    assert store.find_plan(rot_key).id == rot_id

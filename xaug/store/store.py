@@ -598,12 +598,53 @@ class Store:
         raise UnknownDataset(f"unknown dataset {ref!r}{hint}; known: {listing}")
 
     def find_plan(self, plan_key: str) -> Dataset | None:
-        """The version a plan made; only that one's id is checked (a damaged one raises)."""
-        for ds in self.datasets(check_id=False):  # paths and structure are still checked
-            if ds.manifest.get("plan_key") == plan_key:
-                self._load_manifest(ds.id)
-                return ds
-        return None
+        """The version a plan made; only that one is opened and checked (a damaged one raises).
+
+        Every build asks this (twice: before and under the plan's lock), so it must not read every
+        manifest of the store: `cache/plans.json` remembers each version's plan key. Manifests are
+        content-addressed, so a version id's plan key never changes; the cache only grows, is
+        checked against the manifest it points to, and is rebuilt if lost or damaged."""
+        for rebuild in (False, True):
+            keys = self._plan_keys(rebuild=rebuild)
+            lied = False
+            for base, ids in sorted(self.refs().items()):
+                for n, id in enumerate(ids, 1):
+                    if keys.get(id) == plan_key:
+                        ds = self._dataset(base, n, id)
+                        if ds.manifest.get("plan_key") == plan_key:
+                            return ds
+                        lied = True
+            if not lied:
+                return None
+        return None  # pragma: no cover - a rebuilt cache is read from the manifests themselves
+
+    @property
+    def _plans_path(self) -> Path:
+        return self.home / "cache" / "plans.json"
+
+    def _plan_keys(self, rebuild: bool = False) -> dict[str, str | None]:
+        """version id -> plan key for every version refs.json lists (damaged ones left out);
+        `rebuild`: forget the cache (it named a version of another plan) and read the manifests."""
+        try:
+            known = {} if rebuild else json.loads(self._plans_path.read_bytes().decode("utf-8"))
+            if not isinstance(known, dict):
+                known = {}
+        except (OSError, ValueError):
+            known = {}
+        known = {k: v for k, v in known.items() if HEX_ID_RE.match(str(k)) and (v is None or isinstance(v, str))}
+        ids = [id for ids in self.refs().values() for id in ids]
+        missing = [id for id in ids if id not in known]
+        for id in missing:
+            try:
+                known[id] = self._load_manifest(id, check_id=False).get("plan_key")
+            except BadInput:  # damaged: opening it says so; find_plan just does not match it
+                continue
+        if missing or rebuild:
+            try:
+                _atomic_write(self._plans_path, json.dumps(known, sort_keys=True).encode())
+            except OSError:  # a read-only store: it was only a cache
+                pass
+        return {id: known.get(id) for id in ids}
 
     def lineage(self, ds: Dataset) -> list[Dataset]:
         """ds, its source, its source's source, ... (by id)."""
@@ -650,7 +691,9 @@ class Store:
                 shutil.rmtree(target / "records", ignore_errors=True)
             else:
                 shutil.rmtree(stage_root, ignore_errors=True)
-            return self._register(name, id), True
+            ds = self._register(name, id)
+            self._plan_keys()  # the new version's plan key into cache/plans.json (a cache hit writes nothing)
+            return ds, True
 
     @contextmanager
     def build(self, name: str, kind: str, plan_key: str, source: Dataset | None = None,
