@@ -79,7 +79,19 @@ def breakdown(home: Path, op: str, n: int, jobs: int, seed: int) -> dict[str, fl
             "total": round(total, 3), "items": len(plan.tasks)}
 
 
+def breakdown_in_child(home: Path, op: str, n: int, jobs: int, seed: int) -> dict[str, float]:
+    """`breakdown` in a fresh process, as a command runs: this one holds a dask cluster's threads,
+    with which the local backend would not fork its workers (it would take loky's)."""
+    out = subprocess.run([sys.executable, __file__, "--breakdown", str(home), op, str(n), str(jobs), str(seed)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--breakdown"]:
+        home, op, n, jobs, seed = sys.argv[2:7]
+        print(json.dumps(breakdown(Path(home), op, int(n), int(jobs), int(seed))))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--persons", type=int, default=19, help="training persons (2 images each)")
     ap.add_argument("--size", type=int, default=2048)
@@ -138,9 +150,9 @@ def main() -> None:
             if key in med:
                 entry[f"dask_{storage}_overhead_pct"] = round(100 * (med[key] / med[f"local-{args.jobs}"] - 1), 1)
         seed += 1
-        entry["breakdown_1"] = breakdown(home, op, n, 1, seed)
+        entry["breakdown_1"] = breakdown_in_child(home, op, n, 1, seed)
         seed += 1
-        entry["breakdown_n"] = breakdown(home, op, n, args.jobs, seed)
+        entry["breakdown_n"] = breakdown_in_child(home, op, n, args.jobs, seed)
         results["ops"][op] = entry
     if cluster is not None:
         cluster.close()
