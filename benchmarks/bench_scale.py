@@ -8,7 +8,8 @@ that does not scale is visible.
     python benchmarks/bench_scale.py --persons 19 --repeat 3            # 38 images
     python benchmarks/bench_scale.py --persons 150 --repeat 2 --no-dask # 300 images
 
-Dask: a LocalCluster with the same number of worker processes (one thread each) is started once
+Dask: after the local runs (so its idle processes do not weigh on them), a LocalCluster with the same
+number of worker processes (one thread each) is started once
 and its address passed with --scheduler, as users do with a running cluster; both storage modes
 (shared: workers write into the store; bytes: workers return the files) are timed.
 """
@@ -111,51 +112,59 @@ def main() -> None:
     raw = Store(home).open("raw")
     n_src = len(raw.samples(split="train", role="train", load=False))
     src_paths = [str(raw.file_path(e.image, e.stored_in)) for e in raw.entries if e.split == "train"][:n_src]
-    cluster = None
-    if not args.no_dask:
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, dashboard_address=None)
     results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                  "platform": platform.platform()},
                      "persons": args.persons, "size": args.size, "sources": n_src, "repeat": args.repeat,
                      "ops": {}}
     seed = 100
+    common_of = {"rotate": ["--pivot", "wrist"], "mosaic": ["--n", str(n_src)]}
+
+    def timed(op: str, label: str, flags: list[str], times: dict) -> None:
+        nonlocal seed
+        seed += 1
+        t = run(home, op, *common_of[op], "--seed", str(seed), "--name", f"{op}{seed}", *flags)
+        times.setdefault(label, []).append(t)
+        print(f"{op} {label}: {t:.2f} s", file=sys.stderr)
+
+    local_n = f"local-{args.jobs}"
+    # 1. local scaling and the machine's floor, with nothing else of the benchmark running
     for op in ("rotate", "mosaic"):
-        n = n_src
-        common = ["--pivot", "wrist"] if op == "rotate" else ["--n", str(n)]
         times: dict[str, list[float]] = {}
-        variants = [("local-1", ["--jobs", "1"]), (f"local-{args.jobs}", ["--jobs", str(args.jobs)])]
-        if cluster is not None:
-            for storage in ("shared", "bytes"):
-                variants.append((f"dask-{args.jobs}-{storage}", ["--backend", "dask", "--scheduler",
-                                                                 cluster.scheduler_address, "--storage", storage]))
-        for _ in range(args.repeat):
-            for jobs in (1, args.jobs):  # the machine's floor, interleaved with xaug's runs
+        for _ in range(args.repeat):  # interleaved: a busy spell hits every variant alike
+            for jobs in (1, args.jobs):
                 t = floor(src_paths, jobs)
                 times.setdefault(f"floor-{jobs}", []).append(t)
                 print(f"{op} floor-{jobs} (decode + encode only): {t:.2f} s", file=sys.stderr)
-            for label, flags in variants:  # interleaved: a busy spell hits every variant alike
-                seed += 1
-                t = run(home, op, *common, "--seed", str(seed), "--name", f"{op}{seed}", *flags)
-                times.setdefault(label, []).append(t)
-                print(f"{op} {label}: {t:.2f} s", file=sys.stderr)
+            timed(op, "local-1", ["--jobs", "1"], times)
+            timed(op, local_n, ["--jobs", str(args.jobs)], times)
         med = {k: statistics.median(v) for k, v in times.items()}
-        entry = {"items": n, "median_s": {k: round(v, 2) for k, v in med.items()},
+        entry = {"items": n_src, "median_s": {k: round(v, 2) for k, v in med.items()},
                  "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-                 "speedup_1_to_n": round(med["local-1"] / med[f"local-{args.jobs}"], 2),
+                 "speedup_1_to_n": round(med["local-1"] / med[local_n], 2),
                  "floor_speedup_1_to_n": round(med["floor-1"] / med[f"floor-{args.jobs}"], 2)}
-        for storage in ("shared", "bytes"):
-            key = f"dask-{args.jobs}-{storage}"
-            if key in med:
-                entry[f"dask_{storage}_overhead_pct"] = round(100 * (med[key] / med[f"local-{args.jobs}"] - 1), 1)
         seed += 1
-        entry["breakdown_1"] = breakdown_in_child(home, op, n, 1, seed)
+        entry["breakdown_1"] = breakdown_in_child(home, op, n_src, 1, seed)
         seed += 1
-        entry["breakdown_n"] = breakdown_in_child(home, op, n, args.jobs, seed)
+        entry["breakdown_n"] = breakdown_in_child(home, op, n_src, args.jobs, seed)
         results["ops"][op] = entry
-    if cluster is not None:
-        cluster.close()
+    # 2. dask against local, both while the cluster runs (its idle processes cost both alike)
+    if not args.no_dask:
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            for op in ("rotate", "mosaic"):
+                times = {}
+                for _ in range(args.repeat):
+                    timed(op, local_n + "-beside-cluster", ["--jobs", str(args.jobs)], times)
+                    for storage in ("shared", "bytes"):
+                        timed(op, f"dask-{args.jobs}-{storage}", ["--backend", "dask", "--scheduler",
+                                                                  cluster.scheduler_address, "--storage", storage], times)
+                med = {k: statistics.median(v) for k, v in times.items()}
+                entry = results["ops"][op]
+                entry["dask_median_s"] = {k: round(v, 2) for k, v in med.items()}
+                for storage in ("shared", "bytes"):
+                    entry[f"dask_{storage}_overhead_pct"] = round(
+                        100 * (med[f"dask-{args.jobs}-{storage}"] / med[local_n + "-beside-cluster"] - 1), 1)
     shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
