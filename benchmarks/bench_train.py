@@ -14,7 +14,10 @@ the last is `SmpUnetResnet34`, a plain-torch re-implementation of that architect
 layers, same 24.43 M parameters), and the row says so.
 
 `dice`: the demo's synthetic set (32 train persons, 512 px; `xaug demo`'s data), each arch
-trained for the same number of steps at 128 px, scored on the test split at 512 px.
+trained for the same number of steps at 128 px, scored on the test split at 512 px. `--archs
+resunet@16 resunet-strided@16 unet@16` (arch@width; `resunet-strided`: the ResUNet's first
+design), `--seeds 0 1`, `--aug scale=0.5 translate=0.5` (online augmentation on top of the demo's
+settings, for all the runs of that call).
 
 `startup`: wall time of `xaug train --epochs 1` (tiny model) run twice, cold and warm disk
 cache; `--code DIR` runs another checkout of xaug (e.g. `git archive` of an older commit) the

@@ -192,8 +192,8 @@ class ResUNet(nn.Module):
 
 ARCHS = ("resunet", "unet")
 # chosen by measurement (docs/benchmarks.md): the ResUNet steps faster than smp's Unet-resnet34
-# (and the U-Net), but at the demo scale (600 steps, two seeds) reached 0.652 test Dice where the
-# U-Net reached 0.671, so the U-Net stays
+# (and the U-Net), but at the demo scale (600 steps, three seeds) reached 0.657 test Dice where
+# the U-Net reached 0.671, so the U-Net stays
 DEFAULT_ARCH = "unet"
 
 
