@@ -67,3 +67,13 @@ def make_store(tmp_path_factory):
                             seed=seed, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real multi-process dask cluster, as docs/scale.md tells users to start one (2 workers,
+    1 thread each); one per test module that asks for it."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c

@@ -25,14 +25,6 @@ def tree(ds) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A real multi-process cluster, as the docs tell users to start one (2 workers, 1 thread each)."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def local_build(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("local"))
     raw = synthesize(store, "raw", jobs=2, progress=False, **SYNTH)
