@@ -271,7 +271,10 @@ def test_ctrl_c_or_sigterm_of_a_parallel_build_is_one_line_and_ends_its_workers(
     only the command. Either way: one line, the exit code, no worker's traceback, no worker left."""
     home = make_store(persons=4, test_persons=1, size=384)
     cmd = xaug_cmd(home, "rotate", "--per-image", "40", "--pivot", "wrist", "--jobs", "2", "-q")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # as from a terminal: a command started in the background of a script inherits SIGINT ignored
+    # (and rightly keeps ignoring it), so give the command the default disposition
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         workers: set[int] = set()
