@@ -225,10 +225,12 @@ for seed in (1, 2):
 
 
 class _DieOn:
-    """make_item that kills its worker on one task (as the OOM killer would), unless fixed."""
+    """make_item that kills its worker on one task (as the OOM killer would), unless fixed; with
+    `spare`, in every process but that one (loky's command makes chunks too while its workers
+    start: there the poison must not kill the test itself)."""
 
-    def __init__(self, poison: int, fixed: bool = False):
-        self.poison, self.fixed = poison, fixed
+    def __init__(self, poison: int, fixed: bool = False, spare: int | None = None):
+        self.poison, self.fixed, self.spare = poison, fixed, spare
 
     def __call__(self, task: int):
         import numpy as np
@@ -236,7 +238,7 @@ class _DieOn:
         from xaug.layout import encode_png
         from xaug.store.work import MadeItem
 
-        if task == self.poison and not self.fixed:
+        if not self.fixed and (os.getpid() != self.spare if self.spare else task == self.poison):
             os._exit(1)
         time.sleep(0.05)
         return MadeItem(f"train/DCM/ID{task + 1:03d}/i{task}.png", encode_png(np.zeros((4, 4), np.uint8)), None,
@@ -255,8 +257,9 @@ def test_a_killed_local_worker_is_one_line_and_a_rerun_resumes(tmp_path, monkeyp
     store = Store(tmp_path / "store")
     request = BuildRequest("doomed", "test", "doomed-local-plan-01")
     relpath = lambda t: f"train/DCM/ID{t + 1:03d}/i{t}.png"  # noqa: E731
+    spare = os.getpid() if pool == "loky" else None
     with pytest.raises(XaugError, match="a worker process died while building") as err:
-        build(store, request, list(range(40)), _DieOn(30), relpath=relpath, jobs=2)
+        build(store, request, list(range(40)), _DieOn(30, spare=spare), relpath=relpath, jobs=2)
     assert "\n" not in str(err.value)
     assert store.names() == []
     result = build(store, request, list(range(40)), _DieOn(30, fixed=True), relpath=relpath, jobs=2)

@@ -103,31 +103,33 @@ def run_chunk(staging: Path | str | None, make_item: Callable[[Any], MadeItem], 
     return out
 
 
-def warm_worker(parent_pid: int | None = None, modules: Sequence[str] = ()) -> int:
-    """Run once in each new worker while the command plans: the imports its tasks need (OpenCV,
-    and the `modules` the command names, e.g. its ops) and the parent watchdog, off the critical
-    path. The store names no module of what it builds: the command does."""
-    import importlib
-
+def as_worker(parent_pid: int | None) -> None:
+    """What every worker process does first (cheap to repeat): a watchdog that ends it when the
+    command that started it is gone (kill -9), and one OpenCV thread (the workers are the
+    parallelism)."""
+    if parent_pid is not None:
+        watch_parent(parent_pid)
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def warm_worker(parent_pid: int | None = None, modules: Sequence[str] = ()) -> int:
+    """Run once in each new loky worker while the command plans: the imports its tasks need (the
+    `modules` the command names, e.g. its ops), off the critical path. The store names no module
+    of what it builds: the command does."""
+    import importlib
+
+    as_worker(parent_pid)
     for name in modules:
         importlib.import_module(name)
-    if parent_pid is not None:
-        watch_parent(parent_pid)
     return os.getpid()
 
 
 def worker_chunk(staging: str | None, make_item: Callable[[Any], MadeItem], chunk: Sequence,
                  parent_pid: int | None = None) -> list:
-    """A chunk run in a worker process: one OpenCV thread (the workers are the parallelism) and a
-    watchdog that ends the worker when the command that started it is gone (kill -9)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    if parent_pid is not None:
-        watch_parent(parent_pid)
+    """A chunk run in a worker process (loky or dask)."""
+    as_worker(parent_pid)
     return run_chunk(staging, make_item, chunk)
 
 
@@ -140,17 +142,13 @@ _FORKED: dict[str, tuple[Callable[[Any], MadeItem], Any]] = {}   # token -> (mak
 
 def forked_worker_init(parent_pid: int) -> None:
     """First thing in a worker forked from the command: the command's signal handlers undone (a
-    Ctrl-C is the command's to handle: it stops the workers; SIGTERM ends a worker quietly), the
-    parent watchdog, and one OpenCV thread (the workers are the parallelism). Nothing to import:
-    the fork has it all."""
+    Ctrl-C is the command's to handle: it stops the workers; SIGTERM ends a worker quietly), then
+    `as_worker`. Nothing to import: the fork has it all."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    watch_parent(parent_pid)
-    import cv2
-
-    cv2.setNumThreads(1)
+    as_worker(parent_pid)
 
 
 # A forked worker's writer: one thread for the life of the worker, so the write of a chunk's last
