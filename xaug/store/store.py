@@ -1077,6 +1077,16 @@ def _cannot_read(rel: str, why: str | None, missing: bool = False) -> _FileResul
     return _FileResult(None, 0, False, [f"{rel}: cannot read ({why}); fix or remove the file"], missing=missing)
 
 
+def _read_hashed(f: _FileCheck) -> "tuple[bytes, str, int] | _FileResult":
+    """A file's bytes with its sha256 and size (the cache's, when it has them; else computed), or
+    the one-line result of a file that cannot be read."""
+    try:
+        data = Path(f.path).read_bytes()
+    except OSError as exc:
+        return _cannot_read(f.rel, exc.strerror, isinstance(exc, FileNotFoundError))
+    return (data, f.sha, f.size) if f.sha is not None else (data, sha256_bytes(data), len(data))
+
+
 def _check_sample(task: _SampleCheck) -> _SampleResult:
     """Read, hash and check one image and its label: pure (no cache, no store), so it runs in a
     thread here or on a dask worker with the same result. Every problem is one line naming the file."""
@@ -1095,12 +1105,11 @@ def _check_sample(task: _SampleCheck) -> _SampleResult:
         except OSError as exc:
             image = _cannot_read(img.rel, exc.strerror, isinstance(exc, FileNotFoundError))
     else:
-        try:
-            data = Path(img.path).read_bytes()
-        except OSError as exc:
-            image = _cannot_read(img.rel, exc.strerror, isinstance(exc, FileNotFoundError))
+        read = _read_hashed(img)
+        if isinstance(read, _FileResult):
+            image = read
         else:
-            sha, size = (img.sha, img.size) if img.sha is not None else (sha256_bytes(data), len(data))
+            data, sha, size = read
             hashed = img.sha is None
             try:  # not a PNG, does not decode, 16-bit, a forged size
                 shape = decode_image(data, img.rel).shape
@@ -1121,12 +1130,11 @@ def _check_sample(task: _SampleCheck) -> _SampleResult:
     elif lab is not None and lab.sha is not None and lab.checked and not task.recheck_label and not changed:
         label = _FileResult(lab.sha, lab.size, False, [])
     elif lab is not None:
-        try:
-            data = Path(lab.path).read_bytes()
-        except OSError as exc:
-            label = _cannot_read(lab.rel, exc.strerror, isinstance(exc, FileNotFoundError))
+        read = _read_hashed(lab)
+        if isinstance(read, _FileResult):
+            label = read
         else:
-            sha, size = (lab.sha, lab.size) if lab.sha is not None else (sha256_bytes(data), len(data))
+            data, sha, size = read
             anns, extra, problem, skip = parse_annotation_doc(data, lab.rel, task.lenient, size=hw)
             meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
             if hw is not None and "height" in meta and "width" in meta \
