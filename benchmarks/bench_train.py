@@ -161,13 +161,14 @@ def time_steps(make, size: int, batch: int, steps: int, warmup: int, device: tor
     return count_parameters(model), times, mem
 
 
-def gflops(make, size: int) -> float:
-    """Forward + backward GFLOP of one image (torch's FLOP counter: convolutions and matmuls)."""
+def gflops(make, size: int, device: torch.device = torch.device("cpu")) -> float:
+    """Forward + backward GFLOP of one image (torch's FLOP counter: convolutions and matmuls),
+    counted on `device` (a 1024 px backward on the host would take longer than the timing)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = make()
+    model = make().to(device)
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 1, size, size)).sum().backward()
+        model(torch.zeros(1, 1, size, size, device=device)).sum().backward()
     return counter.get_total_flops() / 1e9
 
 
@@ -194,7 +195,7 @@ def cmd_step(args) -> dict:
                     continue
                 params, times, mem = time_steps(make, size, args.batch, args.steps, args.warmup, device, args.compile)
                 entry = per.setdefault(name, {"params": params, "times": [], "mem": mem,
-                                              "gflop": round(gflops(make, size), 1)})
+                                              "gflop": round(gflops(make, size, device), 1)})
                 entry["times"] += times
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -342,19 +343,98 @@ def cmd_eval(args) -> dict:
         torch.manual_seed(0)
         model = build_model(width=8, depth=3, arch="resunet").to(device).eval()
         rows = []
+        paths = {"before": "before: all classes at once, on the host", "after": "after: chunked on the device"}
         for rnd in range(args.rounds):
-            for name in ("before: all classes at once, on the host", "after: chunked on the device"):
-                t0 = time.perf_counter()
-                if name.startswith("before"):
-                    out = [dice_per_class_torch(p, g).cpu().numpy() for _, p, g in
-                           iter_predictions(model, samples, args.size, with_gt=True, workers=args.workers)]
-                else:
-                    out = [d for _, d in iter_dice(model, samples, args.size, workers=args.workers)]
-                dt = time.perf_counter() - t0
-                rows.append({"path": name, "round": rnd + 1, "seconds": round(dt, 2),
-                             "images_per_s": round(len(samples) / dt, 2), "mean": float(np.mean(out))})
-                print(json.dumps(rows[-1]), flush=True)
+            for path in args.paths:
+                for loader in args.loaders:
+                    name = paths[path]
+                    os.environ["XAUG_EVAL_LOADER"] = loader
+                    t0 = time.perf_counter()
+                    if path == "before":
+                        out = [dice_per_class_torch(p, g).cpu().numpy() for _, p, g in
+                               iter_predictions(model, samples, args.size, with_gt=True, workers=args.workers)]
+                    else:
+                        out = [d for _, d in iter_dice(model, samples, args.size, workers=args.workers)]
+                    dt = time.perf_counter() - t0
+                    rows.append({"path": name, "loader": loader, "round": rnd + 1, "seconds": round(dt, 2),
+                                 "images_per_s": round(len(samples) / dt, 2), "mean": float(np.mean(out))})
+                    print(json.dumps(rows[-1]), flush=True)
     return {**head(device, images=args.images, px=args.px, input=args.size), "rows": rows}
+
+
+# ---------------------------------------------------------------- cold start of one training run
+
+class _Bytes(torch.utils.data.Dataset):
+    """Items of `mb` MB, as a numpy array (pickled through the worker's pipe) or a tensor (shared memory)."""
+
+    def __init__(self, n: int, mb: float, kind: str):
+        self.n, self.shape, self.kind = n, (int(mb * 2**20) // 2048, 2048), kind
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        import numpy as np
+
+        a = np.full(self.shape, i % 251, np.uint8)
+        return [torch.from_numpy(a) if self.kind == "tensor" else a]
+
+
+def _first(x):
+    return x
+
+
+def cmd_coldstart(args) -> dict:
+    """Where the first epoch's extra time goes: a fresh interpreter's `import torch`, DataLoader
+    workers' start (to the first batch), the first training steps, and moving items from workers."""
+    from torch.utils.data import DataLoader
+
+    from trainer.data import loader_context, worker_init_for
+
+    device = torch.device(args.device)
+    rows = []
+
+    def add(what: str, seconds: float, **extra) -> None:
+        rows.append({"what": what, "seconds": round(seconds, 3), **extra})
+        print(json.dumps(rows[-1]), flush=True)
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    add("fresh interpreter: import torch", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import trainer.loop, xaug.store"], check=True, cwd=ROOT)
+    add("fresh interpreter: import trainer.loop, xaug.store", time.perf_counter() - t0)
+    for kind in ("numpy", "tensor"):
+        ds = _Bytes(args.items, args.mb, kind)
+        t0 = time.perf_counter()
+        it = iter(DataLoader(ds, batch_size=4, num_workers=args.workers, collate_fn=_first,
+                             worker_init_fn=worker_init_for(os.getpid()), multiprocessing_context=loader_context()))
+        next(it)
+        t1 = time.perf_counter()
+        rest = sum(1 for _ in it)
+        t2 = time.perf_counter()
+        add(f"DataLoader {args.workers} workers (forkserver): first batch", t1 - t0, items=kind)
+        add(f"DataLoader {args.workers} workers: {args.mb} MB items as {kind}", t2 - t1,
+            items_per_s=round(rest * 4 / max(t2 - t1, 1e-9), 1), mb_per_s=round(rest * 4 * args.mb / max(t2 - t1, 1e-9)))
+    torch.manual_seed(0)
+    model = build_model(width=32, depth=5, arch="unet").to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, TrainConfig())
+    crit = BCEDiceLoss()
+    x = torch.randn(args.batch, 1, args.size, args.size, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(args.batch, 29, args.size, args.size, device=device) > 0.9).to(torch.uint8)
+    for i in range(3):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        train_step(model, x, y, opt, crit, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        add(f"unet w32 d5 train step {i + 1} ({args.size} px, batch {args.batch})", time.perf_counter() - t0)
+    return {**head(device), "rows": rows}
 
 
 def _aug_option(text: str) -> tuple[str, float]:
@@ -412,8 +492,18 @@ def main(argv=None) -> None:
     ev.add_argument("--px", type=int, default=2048)
     ev.add_argument("--size", type=int, default=128)
     ev.add_argument("--rounds", type=int, default=2)
+    ev.add_argument("--paths", nargs="+", choices=["before", "after"], default=["before", "after"])
+    ev.add_argument("--loaders", nargs="+", choices=["processes", "threads"], default=["processes", "threads"],
+                    help="how items are made in parallel (trainer.inference.eval_batches)")
     ev.add_argument("--workers", type=int, default=0)
-    for p in (st, di, su, ev):
+    cs = sub.add_parser("coldstart", help="import, DataLoader worker start, first training steps")
+    cs.add_argument("--device", default="cpu")
+    cs.add_argument("--workers", type=int, default=8)
+    cs.add_argument("--items", type=int, default=64)
+    cs.add_argument("--mb", type=float, default=15.0)
+    cs.add_argument("--size", type=int, default=512)
+    cs.add_argument("--batch", type=int, default=16)
+    for p in (st, di, su, ev, cs):
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
         p.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
@@ -421,7 +511,8 @@ def main(argv=None) -> None:
         args = ap.parse_args(["step", *(argv if argv is not None else sys.argv[1:])])
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"step": cmd_step, "dice": cmd_dice, "startup": cmd_startup, "eval": cmd_eval}[args.what](args)
+    result = {"step": cmd_step, "dice": cmd_dice, "startup": cmd_startup, "eval": cmd_eval,
+              "coldstart": cmd_coldstart}[args.what](args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

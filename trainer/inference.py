@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -93,25 +95,61 @@ def forward_logits(model: torch.nn.Module, x: torch.Tensor, tta: str | None = No
 
 def iter_logits(model: torch.nn.Module, samples: Sequence[Sample], size: int, *, with_gt: bool,
                 tta: str | None = None, batch: int = 4, workers: int | None = None,
-                images: np.ndarray | None = None, shapes: Sequence[tuple[int, int]] | None = None
-                ) -> Iterator[tuple[EvalItem, torch.Tensor]]:
+                images: np.ndarray | None = None, shapes: Sequence[tuple[int, int]] | None = None,
+                loader: str | None = None) -> Iterator[tuple[EvalItem, torch.Tensor]]:
     """(EvalItem, logits (29, size, size) on the model's device) per sample, in order.
 
     `images`/`shapes`: the inputs already resized (the trainer's cache), so only the targets
-    are made per image."""
+    are made per image. `loader`: see `eval_batches`."""
     dev = next(model.parameters()).device
     workers = default_workers() if workers is None else workers
     dataset = EvalSet(samples, size, with_gt=with_gt, images=images, shapes=shapes)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=False,
-                        num_workers=workers, collate_fn=collate_eval, pin_memory=False,
-                        persistent_workers=False, prefetch_factor=2 if workers else None,
-                        worker_init_fn=worker_init_for(os.getpid()) if workers else None,
-                        multiprocessing_context=loader_context() if workers else None)
-    for items in loader:
+    for items in eval_batches(dataset, batch, workers, loader):
         x = torch.stack([it.image for it in items]).to(dev, non_blocking=True)
         logits = forward_logits(model, x, tta)
         for it, lg in zip(items, logits):
             yield it, lg
+
+
+EVAL_LOADERS = ("threads", "processes")
+
+
+def eval_batches(dataset: EvalSet, batch: int, workers: int, loader: str | None = None) -> Iterator[list[EvalItem]]:
+    """`dataset`'s items in order, `batch` at a time, made by `workers` in parallel.
+
+    "threads" (the default): a pool of threads in this process, at most 2 x workers items
+    ahead. Decoding, resizing and filling polygons run in OpenCV with the GIL released, and
+    nothing is started, imported or copied between processes: an evaluation starts at once.
+    "processes": DataLoader worker processes (forkserver), the earlier path."""
+    loader = loader or os.environ.get("XAUG_EVAL_LOADER") or "threads"
+    if loader not in EVAL_LOADERS:
+        raise XaugError(f"unknown evaluation loader {loader!r}; known: {', '.join(EVAL_LOADERS)}",
+                        where="XAUG_EVAL_LOADER")
+    n = len(dataset)
+    if workers <= 0 or n == 0:
+        for start in range(0, n, batch):
+            yield [dataset[i] for i in range(start, min(n, start + batch))]
+        return
+    if loader == "processes":
+        yield from DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers,
+                              collate_fn=collate_eval, pin_memory=False, persistent_workers=False,
+                              prefetch_factor=2, worker_init_fn=worker_init_for(os.getpid()),
+                              multiprocessing_context=loader_context())
+        return
+    ahead = max(batch, 2 * workers)
+    with ThreadPoolExecutor(workers, thread_name_prefix="xaug-eval") as pool:
+        pending: deque = deque()
+        nxt = 0
+        try:
+            while nxt < n or pending:
+                while nxt < n and len(pending) < ahead:
+                    pending.append(pool.submit(dataset.__getitem__, nxt))
+                    nxt += 1
+                k = min(batch, len(pending))
+                yield [pending.popleft().result() for _ in range(k)]
+        finally:  # a consumer that stops early (or an error) leaves nothing queued behind
+            for f in pending:
+                f.cancel()
 
 
 def iter_predictions(model, samples: Sequence[Sample], size: int, *, with_gt: bool = False,
