@@ -40,7 +40,7 @@ if has augment; then
   log mosaic n=$N; $XAUG mosaic --grid 2x2 --n "$N" --include-source --name mosaic --seed 0 --jobs "$JOBS" --quiet --home "$H"
 fi
 if has bench; then
-  log bench; python3 benchmarks/bench_train.py --device cuda --sizes 512 1024 --batch 8 --steps ${BENCH_STEPS:-15} --warmup 5 \
+  log bench; python3 benchmarks/bench_train.py step --device cuda --sizes 512 1024 --batch 8 --steps ${BENCH_STEPS:-15} --warmup 5 \
     --json "${BENCH_JSON:-$R/bench_gpu.json}"
 fi
 if [[ $EPOCHS == auto ]]; then
