@@ -157,6 +157,51 @@ def test_analyse_reports_differences_that_match_the_means():
         assert len(d["per_seed"]) == 2 and set(d["per_class"]) == set(CLASSES)
 
 
+
+def test_tables_keep_every_number_whole_on_a_narrow_non_terminal(monkeypatch):
+    """A log is 80 columns to rich; the table once read `wrist 0.0350 0.0055 +0.01…` there."""
+    import io
+
+    from rich.console import Console
+
+    import xaug.cli.ablate as cli_ablate
+    import xaug.cli.common as common
+
+    rng = np.random.default_rng(0)
+    images, seeds = [f"im{i}.png" for i in range(8)], [0, 1, 2]
+    base = {s: rng.uniform(0.3, 0.9, size=(8, len(CLASSES))) for s in seeds}
+    shift = {"baseline": (0.0, 0.0), "wrist": (0.0123, 0.002), "mosaic": (0.0, 0.05), "combined": (0.0456, 0.002)}
+    scores = {a: {s: Scores(images, np.clip(base[s] + d + rng.normal(0, sd, base[s].shape), 0, 1))
+                  for s in seeds} for a, (d, sd) in shift.items()}
+    subsets = {"all": np.ones(8, bool), "wrist_rotated": np.arange(8) < 5, "no_edge_case": np.arange(8) >= 5}
+    analysis = analyse(scores, list(shift), seeds, subsets, BootstrapSettings(resamples=200))
+    report = {"name": "a-long-ablation-name", "baseline": "baseline", "candidates": ["wrist", "mosaic", "combined"],
+              "seeds": seeds, "bootstrap": {"confidence": 0.95},
+              "arms": {a: {"steps": 96, "epochs": 12, "train_images": 64} for a in shift},
+              "splits": {"test": {"images": 8, "subsets": analysis}}}
+    for width in (80, 40):
+        log = io.StringIO()
+        narrow = Console(file=log, width=width, highlight=False, soft_wrap=True)
+        monkeypatch.setattr(common, "out", narrow)
+        monkeypatch.setattr(cli_ablate, "out", narrow)
+        cli_ablate.print_tables(report)
+        text = log.getvalue()
+        assert "…" not in text
+        lines, marks = text.splitlines(), []
+        for subset, e in analysis.items():
+            assert any(subset in line for line in lines), subset
+            for arm, a in e["arms"].items():
+                row = next(line for line in lines if f" {arm} " in line and f"{a['mean']:.4f}" in line)
+                assert f"{a['std']:.4f}" in row
+                d = e["differences"].get(arm)
+                if d is not None:
+                    mark = ("**" if d["excludes_zero_seeds"] else "*") if d["excludes_zero"] else ""
+                    assert f"{d['diff']:+.4f}" in row and f"[{d['low']:+.4f}, {d['high']:+.4f}]" in row
+                    assert row.rstrip().endswith(mark or "]"), row
+                    marks.append(mark)
+        assert "**" in marks and "" in marks  # the data has intervals that exclude 0 and some that do not
+
+
 # ---------------------------------------------------------------- the spec
 
 def _tiny_spec(**over) -> dict:

@@ -107,3 +107,25 @@ def test_unlabelled_test_split_is_a_clear_error(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     rows = (tmp_path / "sub.csv").read_text().splitlines()
     assert len(rows) == 1 + 29 and rows[1].split(",")[1] == "finger-1"
+
+
+def test_dice_tables_keep_every_number_whole_on_a_narrow_non_terminal():
+    """`xaug compare` and `evaluate` print through print_table: in a 40-column log nothing is cut."""
+    import io
+
+    from rich.console import Console
+
+    from xaug.cli.common import print_table
+    from xaug.cli.train import _dice_table
+
+    cols = ["baseline-s0-f62cdb4ed695", "wrist-s0-6fb2cf63595f", "diff", "mosaic-s0-5232f792309f", "diff"]
+    rows = [[c, [0.9617, 0.9580, -0.0037, 0.9623, +0.0006]] for c in CLASSES]
+    log = io.StringIO()
+    print_table(_dice_table("per-class Dice (test)", cols, rows, delta=True),
+                Console(file=log, width=40, highlight=False, soft_wrap=True))
+    text = log.getvalue()
+    assert "…" not in text
+    for name in [cols[0], cols[1], cols[3], "finger-19", "Trapezium"]:
+        assert name in text
+    assert len([line for line in text.splitlines() if "0.9617" in line and "-0.0037" in line
+                and line.rstrip().endswith("+0.0006 │")]) == len(CLASSES)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out, print_json
+from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out, print_json, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -71,7 +71,7 @@ def ablate_cmd(
 
 def print_tables(report: dict) -> None:
     """Per split, one row per (subset, arm): mean ± sd over seeds; for candidates the paired
-    difference to the baseline and its interval (narrow enough for an 80-column log)."""
+    difference to the baseline and its interval, never cut to the console's width."""
     from rich import box
     from rich.table import Table
 
@@ -100,7 +100,7 @@ def print_tables(report: dict) -> None:
                     mark = ("**" if d["excludes_zero_seeds"] else "*") if d["excludes_zero"] else ""
                     cells += [f"{d['diff']:+.4f}", f"[{d['low']:+.4f}, {d['high']:+.4f}]", mark]
                 table.add_row(*cells, end_section=i == len(cands))
-        out.print(table)
+        print_table(table)
     steps = {a["steps"] for a in report["arms"].values()}
     out.print("steps per run: " + ", ".join(f"{k} {a['steps']} ({a['epochs']} epochs x {a['train_images']} images)"
                                             for k, a in report["arms"].items())

@@ -107,6 +107,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def print_table(table: Any, to: Optional[Console] = None) -> None:
+    """Print a rich table at its natural width, whatever the console's width.
+
+    Rich fits a table to the console by cutting cells ("+0.01…"), and a console that is not a
+    terminal (a log, CI) is 80 columns: a cut number makes the log useless. A line wider than a
+    terminal wraps there instead, and stays whole in a file.
+    """
+    from rich.measure import Measurement
+
+    to = to or out
+    table.width = Measurement.get(to, to.options.update_width(1 << 16), table).maximum
+    to.print(table, crop=False)
+
+
 class Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler `xaug.cli.main` installs, so a terminated command unwinds
     (DataLoader workers shut down, locks released) instead of dying in place."""

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out
+from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -123,7 +123,7 @@ def _print_comparison(data: list[dict], names: list[str]) -> None:
             row(f"{label} ({(data[0].get('subsets') or {}).get(key, {}).get('images', 0)} images)", vals)
     for cls in HARDEST:
         row(cls, [d["per_class"][cls] for d in data])
-    out.print(table)
+    print_table(table)
 
 
 class _Steps:

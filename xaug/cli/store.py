@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, StorageOption,
-                             backend_choice, console, open_store, out, print_json)
+                             backend_choice, console, open_store, out, print_json, print_table)
 
 
 def register(app: typer.Typer) -> None:
@@ -96,7 +96,7 @@ def datasets_cmd(json_out: bool = typer.Option(False, "--json", help="Machine-re
         src = (r["source"] or {}).get("id", "")[:12]
         table.add_row(r["name"], r["id"][:12], r["kind"], str(r["items"]), str(r["persons"]), src,
                       r["created"] or "")
-    out.print(table)
+    print_table(table)
 
 
 def show_cmd(name: str = typer.Argument(..., help="Dataset: name, name_vN or id prefix."),

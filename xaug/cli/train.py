@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, QuietOption, open_store, out, print_json
+from xaug.cli.common import HomeOption, QuietOption, open_store, out, print_json, print_table
 from xaug.classes import CLASSES
 
 
@@ -150,7 +150,7 @@ def evaluate_cmd(
         return
     per = ev.table.per_class()
     rows = [[c, [float(d)]] for c, d in zip(CLASSES, per)] + [["mean", [ev.table.mean()]]]
-    out.print(_dice_table(f"{ev.run_dir.name} on {ev.dataset} {split} ({len(ev.table)} images)", ["Dice"], rows))
+    print_table(_dice_table(f"{ev.run_dir.name} on {ev.dataset} {split} ({len(ev.table)} images)", ["Dice"], rows))
     for key, sub in summary_subsets(ev.json_path).items():
         out.print(f"{key}: {sub['images']} images, mean Dice {sub['mean_dice']:.4f}")
     out.print(f"mean Dice {ev.table.mean():.4f}; written {ev.csv_path} and {ev.json_path}")
@@ -208,5 +208,5 @@ def compare_cmd(
             row += [float(vals[i]), float(vals[i] - vals[0])]
         rows.append([c, row])
     splits = ", ".join(f"{n}: {d} {s}" for n, d, s in zip(names, comp.datasets, comp.splits))
-    out.print(_dice_table(f"per-class Dice ({splits})", cols, rows, delta=True))
+    print_table(_dice_table(f"per-class Dice ({splits})", cols, rows, delta=True))
     out.print(f"written {png_path}")
