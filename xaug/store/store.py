@@ -428,10 +428,8 @@ class Dataset:
             if sheet is None:
                 self._persons = {}
             else:
-                import io
-
-                data = self.read_file(sheet)
-                self._persons = read_meta(io.BytesIO(data), where=f"{self.name}: {META_SHEET}")
+                self._persons = SheetCache(self.store.home).read(
+                    sheet.sha256, lambda: self.read_file(sheet), where=f"{self.name}: {META_SHEET}")
         return self._persons
 
     def file_entries(self) -> Iterator[FileEntry]:
@@ -459,6 +457,81 @@ class Dataset:
 
 
 # ---------------------------------------------------------------- the store
+
+# Bump when write_meta's output changes: the sheet cache then writes anew.
+SHEET_WRITER = 1
+
+
+class SheetCache:
+    """meta_data.xlsx parsed and written once per content, under `cache/sheets/`.
+
+    Every build from a version reads its sheet (importing and running openpyxl: about 70 ms of
+    a 3 s command) and every commit writes one; both are pure functions of their input. `read`
+    is keyed by the sheet's sha256, `write` by the persons' canonical JSON, the writer version
+    and the installed openpyxl's file; a cached sheet is checked against the sha256 it was
+    stored with. A missing, damaged or unwritable cache is only slower: the results are the
+    same bytes either way (tested)."""
+
+    def __init__(self, home: Path | str):
+        self.dir = Path(home) / "cache" / "sheets"
+
+    def read(self, sha256: str | None, data: Any, where: str) -> dict[str, PersonMeta]:
+        import io
+
+        path = self.dir / f"{sha256}.json" if sha256 and HEX_ID_RE.match(sha256) else None
+        if path is not None:
+            try:
+                rows = json.loads(path.read_bytes())["persons"]
+                return {r["person"]: PersonMeta(**r) for r in rows}
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        persons = read_meta(io.BytesIO(data()), where=where)
+        if path is not None:
+            self._put(path, canonical_json({"persons": [m.to_json() for m in persons.values()]}))
+        return persons
+
+    def write(self, path: Path, persons: Iterable[PersonMeta]) -> None:
+        """`write_meta(path, persons)`, from the cache when these persons were written before."""
+        rows = [m.to_json() for m in sorted(persons, key=lambda m: m.person)]
+        key = sha256_bytes(canonical_json({"writer": SHEET_WRITER, "openpyxl": _openpyxl_identity(),
+                                           "persons": rows}))
+        cached = self.dir / f"{key}.xlsx"
+        try:
+            data = cached.read_bytes()
+            sha = (self.dir / f"{key}.sha256").read_text().strip()
+            if sha256_bytes(data) == sha:
+                tmp = Path(str(path) + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+                return
+        except OSError:
+            pass
+        write_meta(path, [PersonMeta(**r) for r in rows])
+        data = Path(path).read_bytes()
+        self._put(cached, data)
+        self._put(self.dir / f"{key}.sha256", sha256_bytes(data).encode())
+
+    @staticmethod
+    def _put(path: Path, data: bytes) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:  # a read-only store: it was only a cache
+            pass
+
+
+def _openpyxl_identity() -> list:
+    """Which openpyxl would write the sheet, without importing it: its file's path, size, mtime."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("openpyxl")
+    if spec is None or not spec.origin:
+        return []
+    st = os.stat(spec.origin)
+    return [spec.origin, st.st_size, st.st_mtime_ns]
+
 
 class Store:
     """A workspace folder of named, hash-versioned datasets."""
@@ -1255,7 +1328,7 @@ class Builder:
         if self._persons is not None:
             persons = {p: m for p, m in self._persons.items() if any(it["person"] == p for it in items.values())}
             sheet = self.staging / META_SHEET
-            write_meta(sheet, persons.values())
+            SheetCache(self.store.home).write(sheet, persons.values())
             files.append({"path": META_SHEET, "sha256": sha256_file(sheet), "size": sheet.stat().st_size})
         if self.source is not None:
             split = self.source.split_info
