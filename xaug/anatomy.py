@@ -13,7 +13,7 @@ import numpy as np
 
 from xaug.classes import CARPALS, FOREARM, PROXIMAL_ROW, RAYS
 from xaug.geometry import apply_points, rotation_matrix
-from xaug.imaging import _border_value, _is_grey_bgr, _warp_linear, background_texture, blend_band, top_band_rows
+from xaug.imaging import _border_value, _warp_linear, background_texture, blend_band, grey_channel, top_band_rows
 from xaug.model import Annotation
 
 HAND_LABELS: frozenset[str] = frozenset([lab for ray in RAYS for lab in ray] + list(CARPALS))
@@ -162,9 +162,12 @@ def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float,
     if angle == 0:
         return img.copy(), m
     border = _border_value(img, fill)
-    grey = _is_grey_bgr(img) and border[0] == border[1] == border[2]
-    # the hand-side source: a private copy (one channel is enough for grey-looking BGR)
-    src = cv2.extractChannel(img, 0) if grey else img.copy()
+    base = grey_channel(img) if border[0] == border[1] == border[2] else None
+    if base is not None:  # grey-looking BGR: the whole warp on one channel, expanded at the end
+        out, m = wrist_warp(base, annotations, angle, frame, half_width, fill, seed)
+        return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR), m
+    # the hand-side source: a private copy
+    src = img.copy()
     erase_forearm_near_wrist(src, annotations, frame, angle, half_width)
     texture = background_texture(src, (h, w), seed) if fill == "texture" else None
     band = top_band_rows(img)
@@ -176,8 +179,6 @@ def wrist_warp(img: np.ndarray, annotations: Sequence[Annotation], angle: float,
             fill_px = np.rint(np.asarray(border[:channels])).astype(src.dtype)
             src[:band] = fill_px if src.ndim == 3 else fill_px[0]
     moved = _warp_linear(src, m, (h, w), border, texture)
-    if grey:
-        moved = cv2.cvtColor(moved, cv2.COLOR_GRAY2BGR)
     out = blend_band(img, moved, frame.pivot, frame.axis, half_width, out=moved)
     if band:
         hand, _ = split_hand(annotations)

@@ -46,4 +46,36 @@ def main() -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, _terminated)
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        _exit(exc.code)
+    _exit(0)
+
+
+def _exit(code) -> None:
+    """End the process. A command that did not load torch skips the interpreter's teardown
+    (freeing every module and object: about 0.1 s, a tenth of a small build's wall time): the
+    atexit handlers run, non-daemon threads are joined and the output flushed, as at a normal
+    exit, then `os._exit`. With torch loaded (DataLoader workers, CUDA) the exit stays normal."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if isinstance(code, str):  # SystemExit("message"): printed, status 1, as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    code = 0 if code is None else code
+    if "torch" in sys.modules or not isinstance(code, int):
+        sys.exit(code)
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more to write
+            pass
+    os._exit(code & 0xFF if code >= 0 else 1)

@@ -180,5 +180,7 @@ def usage_exit(exc: Exception) -> None:
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "xaug"
     msg = " ".join(exc.format_message().split()).rstrip(".")
+    if not msg and type(exc).__name__ == "NoArgsIsHelpError":  # the help is printed: no empty error line
+        raise typer.Exit(2) from None
     console.print(f"error: {path}: {msg} (see `{path} --help`)", markup=False)
     raise typer.Exit(2) from None
