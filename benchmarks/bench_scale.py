@@ -30,11 +30,26 @@ from pathlib import Path
 import numpy as np
 
 
-def run(home: Path, *args: str) -> float:
-    t0 = time.perf_counter()
+CPU_S: dict[str, list[float]] = {}  # label -> CPU seconds (user + system) of each timed command
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(home: Path, *args: str, cpu_label: str | None = None) -> float:
+    """Wall time of one command; with `cpu_label`, its CPU time (it and its workers, reaped) is
+    kept too: CPU / wall says how many cores the command kept busy."""
+    c0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "xaug", *args, "--home", str(home), "-q"], check=True,
                    stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    if cpu_label:
+        CPU_S.setdefault(cpu_label, []).append(_children_cpu() - c0)
+    return wall
 
 
 def _floor_chunk(paths: list[str]) -> int:
@@ -127,7 +142,8 @@ def main() -> None:
     def timed(op: str, label: str, flags: list[str], times: dict) -> None:
         nonlocal seed
         seed += 1
-        t = run(home, op, *common_of[op], "--seed", str(seed), "--name", f"{op}{seed}", *flags)
+        t = run(home, op, *common_of[op], "--seed", str(seed), "--name", f"{op}{seed}", *flags,
+                cpu_label=f"{op} {label}")
         times.setdefault(label, []).append(t)
         print(f"{op} {label}: {t:.2f} s", file=sys.stderr)
 
@@ -146,7 +162,11 @@ def main() -> None:
         entry = {"items": n_src, "median_s": {k: round(v, 2) for k, v in med.items()},
                  "runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
                  "speedup_1_to_n": round(med["local-1"] / med[local_n], 2),
-                 "floor_speedup_1_to_n": round(med["floor-1"] / med[f"floor-{args.jobs}"], 2)}
+                 "floor_speedup_1_to_n": round(med["floor-1"] / med[f"floor-{args.jobs}"], 2),
+                 # cores kept busy: CPU seconds / wall seconds, median over the runs
+                 "cores_busy": {k: round(statistics.median(c / w for c, w in zip(CPU_S[f"{op} {k}"], times[k])), 2)
+                                for k in ("local-1", local_n)},
+                 "cpu_s": {k: round(statistics.median(CPU_S[f"{op} {k}"]), 2) for k in ("local-1", local_n)}}
         seed += 1
         entry["breakdown_1"] = breakdown_in_child(home, op, n_src, 1, seed)
         seed += 1
