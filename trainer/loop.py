@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from trainer import distributed as ddp
 from trainer.config import TrainConfig
-from trainer.data import DiskCache, EpochSampler, TrainSet, loader_context, resized_images, worker_init_for
+from trainer.data import (DiskCache, EpochSampler, TrainSet, loader_context, resized_images, start_loader_server,
+                          worker_init_for)
 from trainer.inference import autocast, default_workers, iter_dice, resolve_device
 from trainer.losses import BCEDiceLoss
 from trainer.metrics import DiceTable, StreamingImageCSV
@@ -290,6 +291,8 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
     workers = default_workers() if cfg.workers is None else cfg.workers
     if dev.type == "cpu":
         torch.set_num_threads(min(torch.get_num_threads(), cpu_threads(workers, env.world)))
+    if workers:
+        start_loader_server()  # its imports overlap the image cache and the model's set-up
     t_start = time.perf_counter()
     train_keys = _file_keys(train_samples, train_hashes)
     train_disk = (DiskCache(Path(cache_dir), cfg.dataset_id or "unversioned")
