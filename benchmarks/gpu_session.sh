@@ -4,6 +4,7 @@
 # would not finish is cut without losing the earlier ones.
 #
 #   OUT=gpu-out bash benchmarks/gpu_session.sh          # on a CUDA machine, in the checkout
+#   OUT=gpu-out PHASES="step eval ddp ablate" bash benchmarks/gpu_session.sh   # everything
 #
 # Phases (PHASES picks; in this order):
 #   step    training-step time per model at 512 and 1024, batch 8, bf16 + channels_last
@@ -19,7 +20,7 @@
 #           as a multiple of the arms' steps per epoch, so that every run gets exactly as many.
 #
 # Locally on CPU, to check the script itself at toy scale:
-#   OUT=/tmp/gs DEVICE=cpu PERSONS=10 TEST_PERSONS=5 SYNTH_SIZE=256 SIZE=64 BATCH=4 STEPS=12 \
+#   OUT=/tmp/gs PHASES="step eval ddp ablate" DEVICE=cpu PERSONS=10 TEST_PERSONS=5 SYNTH_SIZE=256 SIZE=64 BATCH=4 STEPS=12 \
 #     STEP_SIZES=64 EVAL_IMAGES=4 EVAL_PX=256 BUDGET=900 bash benchmarks/gpu_session.sh
 set -uo pipefail
 export NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
@@ -41,7 +42,8 @@ STEP_SIZES=${STEP_SIZES:-"512 1024"}
 EVAL_IMAGES=${EVAL_IMAGES:-100}
 EVAL_PX=${EVAL_PX:-2048}
 JOBS=${JOBS:-$(nproc)}
-PHASES=${PHASES:-"step eval ddp ablate"}
+# step/eval/ddp were measured on 2026-11-29 (docs/results/h200/); a lease is best spent on the ablation
+PHASES=${PHASES:-"ablate"}
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 log() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/log.txt" >&2; }
@@ -92,10 +94,12 @@ if steps == "auto":
         rows = json.load(open(Path(out) / "bench_step.json"))["rows"]
         ips = 0.7 * next(r["images_per_s"] for r in rows if r["model"].startswith("xaug unet") and r["size"] == size)
     except (OSError, StopIteration, KeyError, ValueError):
-        ips = 100.0
-    # time left: about 60 s of builds, then 4 runs with ~45 s each of start-up and scoring
-    train_s = max(0.0, (left - 60 - 4 * 45 - 30) / 4)
-    steps = int(min(1200, train_s * ips / batch))
+        ips = 160.0  # the H200's training epochs ran at 160-200 images/s at 512 px, batch 16
+    # time left: about 60 s of builds, then 4 runs with ~30 s each of start-up and scoring
+    train_s = max(0.0, (left - 60 - 4 * 30 - 30) / 4)
+    # at least 480 steps: 192 left the U-Net untrained at 512 px (test Dice 0.03, 2026-11-29), a
+    # result that says nothing; better cut by the budget than finished and meaningless
+    steps = int(min(1200, max(480, train_s * ips / batch)))
 steps = max(quantum, int(steps) // quantum * quantum)
 print(f"training images {n}, steps per epoch {per_epoch}, steps {steps}", file=sys.stderr)
 print(f"""# Full-size ablation (benchmarks/gpu_session.sh wrote this): synthetic 2048 px hands, 512 px input.
