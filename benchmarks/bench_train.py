@@ -134,29 +134,36 @@ def step_models(width: int, depth: int, blocks: int):
     yield smp_unet_resnet34()
 
 
-def time_steps(make, size: int, batch: int, steps: int, warmup: int, device: torch.device, compile_: bool):
+def step_setup(make, size: int, batch: int, device: torch.device, compile_: bool = False):
+    """(model, the model to step, optimizer, loss, x, y): random 1-channel inputs and 29-class
+    targets, channels_last on CUDA, as the trainer steps."""
     torch.manual_seed(0)
     model = make().to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if compile_ else model
-    opt = make_optimizer(model, TrainConfig())
-    crit = BCEDiceLoss()
     x = torch.randn(batch, 1, size, size, device=device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     y = (torch.rand(batch, 29, size, size, device=device) > 0.9).to(torch.uint8)
+    return model, step_model, make_optimizer(model, TrainConfig()), BCEDiceLoss(), x, y
+
+
+def timed_step(step_model, x, y, opt, crit, device: torch.device) -> float:
+    """Seconds of one training step (synchronised on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    train_step(step_model, x, y, opt, crit, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def time_steps(make, size: int, batch: int, steps: int, warmup: int, device: torch.device, compile_: bool):
+    model, step_model, opt, crit, x, y = step_setup(make, size, batch, device, compile_)
     model.train()
-    times = []
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        train_step(step_model, x, y, opt, crit, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+    times = [timed_step(step_model, x, y, opt, crit, device) for _ in range(warmup + steps)][warmup:]
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return count_parameters(model), times, mem
 
@@ -416,24 +423,11 @@ def cmd_coldstart(args) -> dict:
         add(f"DataLoader {args.workers} workers (forkserver): first batch", t1 - t0, items=kind)
         add(f"DataLoader {args.workers} workers: {args.mb} MB items as {kind}", t2 - t1,
             items_per_s=round(rest * 4 / max(t2 - t1, 1e-9), 1), mb_per_s=round(rest * 4 * args.mb / max(t2 - t1, 1e-9)))
-    torch.manual_seed(0)
-    model = build_model(width=32, depth=5, arch="unet").to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, TrainConfig())
-    crit = BCEDiceLoss()
-    x = torch.randn(args.batch, 1, args.size, args.size, device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = (torch.rand(args.batch, 29, args.size, args.size, device=device) > 0.9).to(torch.uint8)
+    model, step_model, opt, crit, x, y = step_setup(lambda: build_model(width=32, depth=5, arch="unet"),
+                                                    args.size, args.batch, device)
     for i in range(3):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        train_step(model, x, y, opt, crit, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        add(f"unet w32 d5 train step {i + 1} ({args.size} px, batch {args.batch})", time.perf_counter() - t0)
+        add(f"unet w32 d5 train step {i + 1} ({args.size} px, batch {args.batch})",
+            timed_step(step_model, x, y, opt, crit, device))
     return {**head(device), "rows": rows}
 
 
