@@ -119,3 +119,17 @@ def test_public_api_items_train_like_store_samples(tiny_home, tmp_path):
                           (plain[0][0][0].numpy() * 255).round().astype(np.uint8))
     with pytest.raises(Exception, match="square gray images"):
         SegmentationDataset(api, "train", size=64, channels=3, cache=item_cache(disk))
+
+
+def test_to_input_equals_the_torch_formula_for_every_grey_level():
+    import numpy as np
+    import torch
+
+    from trainer.data import to_input
+
+    g = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    ref = torch.from_numpy(g).float().div_(127.5).sub_(1.0).unsqueeze(0)
+    got = to_input(g)
+    assert got.dtype == torch.float32 and got.shape == (1, 16, 16) and torch.equal(got, ref)
+    assert torch.equal(to_input(g[:, ::2]), torch.from_numpy(np.ascontiguousarray(g[:, ::2])).float()
+                       .div_(127.5).sub_(1.0).unsqueeze(0))  # a strided view too

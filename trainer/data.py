@@ -277,8 +277,15 @@ def scaled_masks(sample: Sample, hw: tuple[int, int], size: int) -> np.ndarray:
 
 
 def to_input(gray: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W) -> float (1, H, W) in [-1, 1]."""
-    return torch.from_numpy(gray).float().div_(127.5).sub_(1.0).unsqueeze(0)
+    """uint8 (H, W) -> float (1, H, W) in [-1, 1]: x / 127.5 - 1 in float32.
+
+    In numpy, so that loader threads never enter torch's OpenMP pool; the same float32 division
+    and subtraction as `tensor.float().div_(127.5).sub_(1.0)`, bit for bit (each of the 256 values
+    is checked in tests/test_trainer_cache.py)."""
+    out = np.asarray(gray).astype(np.float32)
+    out /= np.float32(127.5)
+    out -= np.float32(1.0)
+    return torch.from_numpy(out).unsqueeze(0)
 
 
 def decode_jobs() -> int:
