@@ -4,6 +4,11 @@
 # would not finish is cut without losing the earlier ones.
 #
 #   OUT=gpu-out bash benchmarks/gpu_session.sh          # on a CUDA machine, in the checkout
+#
+# It runs xaug from the checkout (PYTHONPATH=.) with the machine's own torch. A CUDA image often
+# lacks the rest of xaug's dependencies (pydantic, pydantic-core, annotated-types,
+# typing-inspection, typing-extensions, shapely, albumentations, albucore, simsimd, stringzilla,
+# openpyxl, et-xmlfile): install them first, from wheels where the machine has no network.
 #   OUT=gpu-out PHASES="step eval ddp ablate" bash benchmarks/gpu_session.sh   # everything
 #
 # Phases (PHASES picks; in this order):
