@@ -311,3 +311,46 @@ def test_ablate_end_to_end_resumes_after_a_kill(tmp_path):
     report2 = json.loads((out / "ablate.json").read_text())
     assert all(r["state"] == "reused" for r in report2["runs"])
     assert report2["splits"] == report["splits"]
+
+
+def test_an_interrupted_ablation_writes_a_partial_report_then_finishes(tmp_path, monkeypatch):
+    """Ctrl-C, SIGTERM or a time limit during the third run: the finished baseline and wrist runs of
+    seed 0 are reported (marked partial, the missing runs named), the command still stops with
+    the interrupt, and a rerun reuses them and writes the full report."""
+    import trainer.ablate as A
+
+    spec = tmp_path / "tiny.yaml"
+    synth = {"name": "raw", "persons": 6, "test_persons": 2, "size": 128, "seed": 0}
+    spec.write_text(yaml.safe_dump(_tiny_spec(dataset=None, synth=synth), sort_keys=False))
+    args = _ablate_cmd(spec, tmp_path / "home", tmp_path)
+    real = A.execute_run
+    calls = []
+
+    def interrupted_third(store, run, *a, **k):
+        calls.append((run.arm, run.seed))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(store, run, *a, **k)
+
+    monkeypatch.setattr(A, "execute_run", interrupted_third)
+    result = runner.invoke(app, [*args, "-q"])
+    assert result.exit_code == 130, result.output
+    assert calls == [("baseline", 0), ("wrist", 0), ("flip", 0)]
+    assert "PARTIAL report" in result.output and "interrupted" in result.output
+    out = tmp_path / "report"
+    part = json.loads((out / "ablate.json").read_text())
+    assert part["seeds"] == [0] and part["baseline"] == "baseline" and part["candidates"] == ["wrist"]
+    assert set(part["arms"]) == {"baseline", "wrist"} and len(part["runs"]) == 2
+    assert part["partial"]["missing_runs"] == ["flip seed 0", "baseline seed 1", "wrist seed 1", "flip seed 1"]
+    d = part["splits"]["test"]["subsets"]["all"]["differences"]["wrist"]
+    assert d["low"] <= d["diff"] <= d["high"] and len(d["per_seed"]) == 1
+    assert "PARTIAL REPORT" in (out / "index.html").read_text()
+
+    monkeypatch.setattr(A, "execute_run", real)
+    result = runner.invoke(app, [*args, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    full = json.loads(result.stdout)
+    assert "partial" not in full and full["candidates"] == ["wrist", "flip"] and full["seeds"] == [0, 1]
+    states = [r["state"] for r in full["runs"]]
+    assert states.count("reused") == 2 and states.count("done") == 4
+    assert "PARTIAL" not in (out / "index.html").read_text()

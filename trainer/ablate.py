@@ -655,23 +655,62 @@ def run_ablation(store, spec: AblationSpec, *, out: Path, runs_dir: Path, device
     names = [a.arm.name for a in arms]
     scores: dict[str, dict[str, dict[int, Scores]]] = {sp: {a: {} for a in names} for sp in spec.evaluate.splits}
     trained_s: list[float] = []
-    for k, run in enumerate(runs, 1):
-        left = sum(1 for r in runs[k - 1:] if not _finished(r, spec, data))
-        eta = f", ~{_fmt_s(left * float(np.mean(trained_s)))} left" if trained_s and left else ""
-        log(f"[{k}/{len(runs)}] {run.arm} seed {run.seed}: {run.epochs} epochs x {run.images} images = "
-            f"{run.steps} steps -> {run.run_dir}{eta}")
-        t0 = time.perf_counter()
-        got = execute_run(store, run, spec, data, device, progress, nproc)
-        if run.state == "reused":
-            log("  finished earlier (same config hash): reused")
-        else:
-            trained_s.append(time.perf_counter() - t0)
-        for split, sc in got.items():
-            scores[split][run.arm][run.seed] = sc
+    try:
+        for k, run in enumerate(runs, 1):
+            left = sum(1 for r in runs[k - 1:] if not _finished(r, spec, data))
+            eta = f", ~{_fmt_s(left * float(np.mean(trained_s)))} left" if trained_s and left else ""
+            log(f"[{k}/{len(runs)}] {run.arm} seed {run.seed}: {run.epochs} epochs x {run.images} images = "
+                f"{run.steps} steps -> {run.run_dir}{eta}")
+            t0 = time.perf_counter()
+            got = execute_run(store, run, spec, data, device, progress, nproc)
+            if run.state == "reused":
+                log("  finished earlier (same config hash): reused")
+            else:
+                trained_s.append(time.perf_counter() - t0)
+            for split, sc in got.items():
+                scores[split][run.arm][run.seed] = sc
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, a time limit: report what finished (said even with
+        # --quiet: it is the command's outcome), then stop
+        partial = partial_report(spec, data, arms, runs, scores, seeds)
+        if partial is not None:
+            partial["wall_seconds"] = round(time.perf_counter() - started, 1)
+            write_report(partial, out)
+            _stderr(f"interrupted: a PARTIAL report of the finished runs ({', '.join(partial['candidates'])} "
+                f"against {partial['baseline']}, seeds {partial['seeds']}) is in {out}; run the same command "
+                "again to finish the rest")
+        raise
 
     report = build_report(spec, data, arms, runs, scores, seeds)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     return write_report(report, out)
+
+
+def partial_report(spec: AblationSpec, data, arms: list[ArmData], runs: list[PlannedRun],
+                   scores: dict[str, dict[str, dict[int, Scores]]], seeds: list[int]) -> dict[str, Any] | None:
+    """The report over what an interrupted ablation finished, or None when that is not even the
+    baseline and one candidate on a common seed: the most seeds the baseline finished for which
+    some candidate also finished them, and every candidate that did. Marked `partial`, with the
+    runs it leaves out."""
+    def done(arm: str, seed: int) -> bool:
+        return all(seed in scores[sp][arm] for sp in spec.evaluate.splits)
+
+    names = [a.arm.name for a in arms]
+    base_seeds = [s for s in seeds if done(names[0], s)]
+    for n in range(len(base_seeds), 0, -1):
+        use = base_seeds[:n]
+        cands = [a for a in names[1:] if all(done(a, s) for s in use)]
+        if cands:
+            break
+    else:
+        return None
+    keep = [names[0], *cands]
+    part_arms = [a for a in arms if a.arm.name in keep]
+    part_runs = [r for r in runs if r.arm in keep and r.seed in use]
+    report = build_report(spec, data, part_arms, part_runs, scores, use)
+    report["partial"] = {"missing_runs": [f"{r.arm} seed {r.seed}" for r in runs if r not in part_runs],
+                         "note": "interrupted before every run finished: only the arms and seeds listed "
+                                 "here are analysed; run the same command again for the full report"}
+    return report
 
 
 def _finished(run: PlannedRun, spec: AblationSpec, data) -> bool:
@@ -862,7 +901,13 @@ def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
     base, cands = report["baseline"], report["candidates"]
     arms_rows = [[name, a["version"], a["train_images"], a["epochs"], a["steps"], a["built"]]
                  for name, a in report["arms"].items()]
-    parts = [H.section("Setup", H.kpis([("dataset", report["dataset"]["name"]), ("seeds", len(report["seeds"])),
+    partial = report.get("partial")
+    if partial:
+        parts_head = [H.section("PARTIAL REPORT", H.note(f"{partial['note']}. Not run or not finished: "
+                                                          f"{', '.join(partial['missing_runs'])}."))]
+    else:
+        parts_head = []
+    parts = parts_head + [H.section("Setup", H.kpis([("dataset", report["dataset"]["name"]), ("seeds", len(report["seeds"])),
                                          ("runs", len(report["runs"])),
                                          ("equal steps", "yes" if report["equal_steps"] else "no")]),
                        H.table(["arm", "training version", "images", "epochs", "steps", "built"], arms_rows),
