@@ -318,8 +318,19 @@ def test_grey_bgr_shortcut_is_bit_identical(fill):
     border = I._border_value(img, fill)
     expect = cv2.warpAffine(img, m, (40, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=border)
-    assert I._is_grey_bgr(img) and not I._is_grey_bgr(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    assert np.array_equal(I.grey_channel(img), grey)
+    assert I.grey_channel(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) is None
+    one_off = img.copy()
+    one_off[47, 39, 2] ^= 1  # one value of one channel differs: not grey
+    assert I.grey_channel(one_off) is None and I.grey_channel(grey) is None
     assert np.array_equal(I.warp_image(img, m, fill=fill), expect)
+    # the texture fill: the grey shortcut and the 3-channel path fill the same pixels alike
+    tex = I.warp_image(img, m, fill="texture", seed=4)
+    colour = img.copy()
+    colour[0, 0, 0] ^= 1  # the generic path, one pixel apart in the source
+    tex3 = I.warp_image(colour, m, fill="texture", seed=4)
+    uncovered = I.uncovered_mask(m, img.shape[:2], (48, 40)).astype(bool)
+    assert uncovered.any() and np.array_equal(tex[uncovered], tex3[uncovered])
 
 
 def test_warp_fills_with_background_or_value():

@@ -113,11 +113,6 @@ def warp_image(img: np.ndarray, m: np.ndarray, out_size: Sequence[int] | None = 
     return _warp_linear(img, m, (h, w), _border_value(img, fill), texture)
 
 
-def _is_grey_bgr(img: np.ndarray) -> bool:
-    """A 3-channel image whose channels are identical (how the X-ray PNGs are stored)."""
-    return grey_channel(img) is not None
-
-
 def grey_channel(img: np.ndarray) -> np.ndarray | None:
     """Channel 0 of a 3-channel image whose channels are all equal (how the X-ray PNGs are
     stored), else None. The comparison writes no image (`cv2.norm`, max absolute difference)."""

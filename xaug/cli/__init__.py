@@ -78,4 +78,4 @@ def _exit(code) -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed or broken pipe: nothing more to write
             pass
-    os._exit(code & 0xFF if code >= 0 else 1)
+    os._exit(code & 0xFF)  # as the interpreter maps sys.exit(n)
