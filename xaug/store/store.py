@@ -490,8 +490,9 @@ class SheetCache:
             self._put(path, canonical_json({"persons": [m.to_json() for m in persons.values()]}))
         return persons
 
-    def write(self, path: Path, persons: Iterable[PersonMeta]) -> None:
-        """`write_meta(path, persons)`, from the cache when these persons were written before."""
+    def write(self, path: Path, persons: Iterable[PersonMeta]) -> tuple[str, int]:
+        """`write_meta(path, persons)`, from the cache when these persons were written before;
+        returns the written sheet's (sha256, size)."""
         rows = [m.to_json() for m in sorted(persons, key=lambda m: m.person)]
         key = sha256_bytes(canonical_json({"writer": SHEET_WRITER, "openpyxl": _openpyxl_identity(),
                                            "persons": rows}))
@@ -500,24 +501,21 @@ class SheetCache:
             data = cached.read_bytes()
             sha = (self.dir / f"{key}.sha256").read_text().strip()
             if sha256_bytes(data) == sha:
-                tmp = Path(str(path) + ".tmp")
-                tmp.write_bytes(data)
-                tmp.replace(path)
-                return
+                _atomic_write(Path(path), data)
+                return sha, len(data)
         except OSError:
             pass
         write_meta(path, [PersonMeta(**r) for r in rows])
         data = Path(path).read_bytes()
+        sha = sha256_bytes(data)
         self._put(cached, data)
-        self._put(self.dir / f"{key}.sha256", sha256_bytes(data).encode())
+        self._put(self.dir / f"{key}.sha256", sha.encode())
+        return sha, len(data)
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            _atomic_write(path, data)
         except OSError:  # a read-only store: it was only a cache
             pass
 
@@ -1327,9 +1325,8 @@ class Builder:
         files = []
         if self._persons is not None:
             persons = {p: m for p, m in self._persons.items() if any(it["person"] == p for it in items.values())}
-            sheet = self.staging / META_SHEET
-            SheetCache(self.store.home).write(sheet, persons.values())
-            files.append({"path": META_SHEET, "sha256": sha256_file(sheet), "size": sheet.stat().st_size})
+            sha, size = SheetCache(self.store.home).write(self.staging / META_SHEET, persons.values())
+            files.append({"path": META_SHEET, "sha256": sha, "size": size})
         if self.source is not None:
             split = self.source.split_info
         elif self.split is not None:  # carried over by an import: items keep the folds they were staged with
