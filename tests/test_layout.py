@@ -126,3 +126,44 @@ def test_cleaning_helpers():
     assert clean_text("_x0008_여 ") == "여" and parse_sex("\x08여") == "F" and parse_sex(" 남") == "M"
     assert parse_sex("?") is None and person_id("001") == "ID001" and person_id(7.0) == "ID007"
     assert person_id("ID012") == "ID012" and person_id("abc") is None
+
+
+# ---------------------------------------------------------------- the bulk check of points
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from xaug.layout import _annotation_problem, _plain_points  # noqa: E402
+from xaug.model import Annotation  # noqa: E402
+
+_coord = st.one_of(st.integers(-3000, 5000), st.floats(allow_nan=True, allow_infinity=True, width=64),
+                   st.floats(-3000, 5000), st.integers(-10**400, 10**400), st.booleans(), st.none(),
+                   st.text(max_size=2))
+_pair = st.one_of(st.lists(_coord, min_size=2, max_size=2), st.lists(_coord, min_size=0, max_size=3),
+                  st.tuples(_coord, _coord))
+_points = st.one_of(st.lists(st.lists(st.integers(-600, 2600), min_size=2, max_size=2), min_size=0, max_size=8),
+                    st.lists(_pair, min_size=0, max_size=6), st.text(max_size=3), st.none())
+_label = st.sampled_from(["finger-1", "Ulna", "finger-30", "", None])
+
+
+@settings(max_examples=600, deadline=None)
+@given(label=_label, points=_points, size=st.one_of(st.none(), st.tuples(st.integers(1, 3000), st.integers(1, 3000))))
+def test_bulk_point_check_accepts_only_what_the_full_check_accepts(label, points, size):
+    """The fast path of `parse_annotation_doc` is only a shortcut: whatever it accepts, the full
+    check accepts too, with the same coordinates; everything else gets the full check's message."""
+    raw = {"label": label, "points": points}
+    plain = _plain_points(raw, size)
+    if plain is not None:
+        assert _annotation_problem(raw, size) is None
+        np.testing.assert_array_equal(plain, np.asarray(points, dtype=np.float64))
+
+
+def test_bulk_point_check_takes_the_common_case_and_to_json_round_trips():
+    pts = [[i, 2 * i + 1] for i in range(-5, 400)] + [[12.6, -3.5]]
+    raw = {"label": "Radius", "points": pts}
+    assert _plain_points(raw, (2048, 2048)) is not None
+    anns, _, problems, _ = parse_annotation_doc(json.dumps({"annotations": [raw]}).encode(), "a.json", size=(2048, 2048))
+    assert problems == [] and anns[0].points[-1].tolist() == [13, -4]
+    # to_json writes plain ints, whatever the integer dtype; float points are truncated as before
+    for dtype in (np.int64, np.int32, np.float64):
+        out = Annotation("Radius", np.array([[1, 2], [3, 4], [-5, 6]], dtype=dtype)).to_json()["points"]
+        assert out == [[1, 2], [3, 4], [-5, 6]] and all(type(v) is int for p in out for v in p)

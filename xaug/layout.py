@@ -120,10 +120,13 @@ def parse_annotation_doc(data: bytes, where: str, lenient: bool = False, size: t
     problems: list[str] = []
     skipped: list[dict] = []
     for i, raw in enumerate(doc["annotations"]):
-        msg = _annotation_problem(raw, size)
+        plain = _plain_points(raw, size)
+        msg = None if plain is not None else _annotation_problem(raw, size)
         if msg is None:
             extra = {k: v for k, v in raw.items() if k not in ("label", "points")}
-            pts = np.rint(np.asarray(raw["points"], dtype=np.float64)).astype(np.int64)
+            if plain is None:
+                plain = np.asarray(raw["points"], dtype=np.float64)
+            pts = np.rint(plain).astype(np.int64)
             anns.append(Annotation(raw["label"], pts, extra))
         elif lenient:
             skipped.append({"file": where, "annotation": i, "reason": msg})
@@ -131,6 +134,36 @@ def parse_annotation_doc(data: bytes, where: str, lenient: bool = False, size: t
             problems.append(f"{where}: annotation {i}: {msg}")
     doc_extra = {k: v for k, v in doc.items() if k != "annotations"}
     return anns, doc_extra, problems, skipped
+
+
+_JSON_NUMBER = (int, float)
+
+
+def _plain_points(raw: Any, size: tuple[int, int] | None) -> np.ndarray | None:
+    """The annotation's points as an (N, 2) float64 array when it is plainly good: a known label and
+    at least 3 [x, y] pairs of JSON numbers, finite and within bounds, checked in bulk (an image's
+    few thousand points in well under a millisecond). Anything else is None, and the caller asks
+    `_annotation_problem`, which accepts a superset of this and says what is wrong."""
+    if type(raw) is not dict or raw.get("label") not in CLASS_INDEX:
+        return None
+    pts = raw.get("points")
+    if type(pts) is not list or len(pts) < 3 or not all(
+            type(p) is list and len(p) == 2 and type(p[0]) in _JSON_NUMBER and type(p[1]) in _JSON_NUMBER
+            for p in pts):
+        return None
+    try:
+        arr = np.asarray(pts, dtype=np.float64)
+    except OverflowError:  # an integer beyond float range: the full check names it
+        return None
+    if size is not None:
+        h, w = size
+        lo = np.array([-OUTSIDE_MARGIN * w, -OUTSIDE_MARGIN * h])
+        hi = np.array([(1 + OUTSIDE_MARGIN) * w, (1 + OUTSIDE_MARGIN) * h])
+        if not ((arr >= lo) & (arr <= hi)).all():   # (NaN fails both)
+            return None
+    if not (np.abs(arr) <= COORD_LIMIT).all():
+        return None
+    return arr
 
 
 def _annotation_problem(raw: Any, size: tuple[int, int] | None = None) -> str | None:

@@ -27,7 +27,9 @@ class Annotation:
     def to_json(self) -> dict[str, Any]:
         out = dict(self.extra)
         out["label"] = self.label
-        out["points"] = [[int(x), int(y)] for x, y in np.asarray(self.points).reshape(-1, 2)]
+        pts = np.asarray(self.points).reshape(-1, 2)
+        out["points"] = (pts.astype(np.int64).tolist() if pts.dtype.kind == "i" else
+                         [[int(x), int(y)] for x, y in pts])
         return out
 
     def __eq__(self, other: object) -> bool:
