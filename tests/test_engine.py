@@ -351,3 +351,13 @@ def test_finding_a_plan_reads_one_manifest_not_the_whole_store(tmp_path, monkeyp
     assert store.find_plan(rot_key).id == rot_id
     cache.write_text("not json")  # damaged
     assert store.find_plan(rot_key).id == rot_id
+
+
+@pytest.mark.parametrize("n, size, workers", [(300, 4, 2), (38, 2, 2), (7, 4, 3), (1, 4, 2), (0, 4, 2), (50, 1, 8)])
+def test_guided_chunks_cover_every_task_in_order_and_end_with_single_tasks(n, size, workers):
+    got = list(W.guided_chunks(list(range(n)), size, workers))
+    assert [t for c in got for t in c] == list(range(n))
+    lens = [len(c) for c in got]
+    assert all(1 <= k <= size for k in lens) and lens == sorted(lens, reverse=True)
+    # the end: every worker's last pieces are single tasks (they finish within about one item)
+    assert all(k == 1 for k in lens[-min(len(lens), 2 * workers):])

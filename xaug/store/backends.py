@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from xaug.errors import BadInput, XaugError
 from xaug.store.work import (_FORKED, chunk_size, chunks, default_jobs, forked_chunk, forked_flush, forked_worker_init,
-                             resolve_jobs, run_chunk, stage_made, warm_worker, worker_chunk)
+                             guided_chunks, resolve_jobs, run_chunk, stage_made, warm_worker, worker_chunk)
 
 STORAGE_MODES = ("auto", "shared", "bytes")
 _BACKENDS: dict[str, type] = {}
@@ -176,7 +176,7 @@ class LocalBackend:
         token = uuid.uuid4().hex
         ctx = multiprocessing.get_context("fork")
         _FORKED[token] = (make_item, ctx.Barrier(workers))  # inherited by the workers at the fork
-        todo = chunks(tasks, size)
+        todo = guided_chunks(tasks, size, workers)
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=forked_worker_init, initargs=(os.getpid(),))
         clean = False
         try:
@@ -223,7 +223,7 @@ class LocalBackend:
         from joblib import Parallel, delayed
 
         pid = os.getpid()
-        todo = _SharedChunks(chunks(tasks, size))
+        todo = _SharedChunks(guided_chunks(tasks, size, workers))
         lock = threading.Lock()
 
         def done(n: int) -> None:

@@ -61,6 +61,18 @@ def chunks(tasks: Sequence, size: int) -> Iterator[list]:
         yield list(tasks[i:i + size])
 
 
+def guided_chunks(tasks: Sequence, size: int, workers: int) -> Iterator[list]:
+    """Chunks of `size` that shrink to single tasks near the end (guided scheduling): no chunk is
+    larger than the remaining work's share of half a worker, so the workers finish within about
+    one item of each other instead of one chunk (300 rotations on 2 workers: up to 4 items, 0.6 s,
+    idled one core at the end). For local workers, where a chunk costs about a millisecond."""
+    i, n = 0, len(tasks)
+    while i < n:
+        step = max(1, min(size, (n - i) // (2 * max(1, workers))))
+        yield list(tasks[i:i + step])
+        i += step
+
+
 # ---------------------------------------------------------------- one chunk (in any process)
 
 def stage_made(staging: Path, made: MadeItem) -> dict:
