@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--ops", nargs="+", choices=("rotate", "mosaic"), default=["rotate", "mosaic"])
     ap.add_argument("--out", type=Path, default=Path("bench-out/scale.json"))
     args = ap.parse_args()
 
@@ -149,7 +150,7 @@ def main() -> None:
 
     local_n = f"local-{args.jobs}"
     # 1. local scaling and the machine's floor, with nothing else of the benchmark running
-    for op in ("rotate", "mosaic"):
+    for op in args.ops:
         times: dict[str, list[float]] = {}
         for _ in range(args.repeat):  # interleaved: a busy spell hits every variant alike
             for jobs in (1, args.jobs):
@@ -177,7 +178,7 @@ def main() -> None:
         from distributed import LocalCluster
 
         with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-            for op in ("rotate", "mosaic"):
+            for op in args.ops:
                 times = {}
                 for _ in range(args.repeat):
                     timed(op, local_n + "-beside-cluster", ["--jobs", str(args.jobs)], times)
