@@ -240,3 +240,38 @@ def test_no_space_left_during_an_import_is_one_line_and_registers_nothing(tmp_pa
     monkeypatch.setattr(shutil, "copyfile", real)
     res = xaug("import", root, "--home", home, "--quiet")  # after freeing space: finishes the work
     assert res.exit_code == 0 and "raw_v1" in res.stdout
+
+
+@pytest.mark.parametrize("args, first", [
+    (["--size", "100000"], "--size: size 100,000 is above 8,192; the input side is at most the images'"),
+    (["--batch", "1000000"], "--batch: batch 1,000,000 is above 4,096; use a batch that fits the memory"),
+    (["--epochs", "100000000000"], "--epochs: epochs 100,000,000,000 is above 100,000; train for fewer epochs"),
+    (["--width", "100000"], "--width: width 100,000 is above 1,024; use 16 to 64 channels"),
+    (["--blocks", "1000", "--arch", "resunet"], "--blocks: blocks 1,000 is above 32"),
+])
+def test_absurdly_large_training_options_are_refused_before_any_work(store_copy, tmp_path, args, first):
+    """A typo such as an extra zero in --size would allocate tens of gigabytes (the kernel kills the
+    run, or the machine swaps); refused before an image is decoded or the run folder made."""
+    before = snapshot(store_copy)
+    run = tmp_path / "run"
+    defaults = {"--size": "64", "--epochs": "1", "--batch": "2", "--depth": "2"}
+    given = dict(zip(args[::2], args[1::2]))
+    rest = [x for k, v in defaults.items() if k not in given for x in (k, v)]
+    refused(xaug("train", "--dataset", "raw", "--run", run, *args, *rest, "--device", "cpu", "--workers", "0",
+                 "--home", store_copy, "-q"), first)
+    assert not run.exists()
+    unchanged(store_copy, before)
+
+
+def test_a_training_run_larger_than_the_memory_is_refused_before_decoding(store_copy, tmp_path, monkeypatch):
+    import xaug.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_available_memory", lambda: 100 << 20)
+    before = snapshot(store_copy)
+    run = tmp_path / "run"
+    line = refused(xaug("train", "--dataset", "raw", "--run", run, "--size", "2048", "--batch", "8", "--epochs", "1",
+                        "--device", "cpu", "--workers", "0", "--home", store_copy, "-q"),
+                   "--size: 12 images at 2048 px in batches of 8 need at least 2.3 GB")
+    assert line.endswith("of memory but only 104.9 MB is available; use a smaller --size or --batch")
+    assert not run.exists()
+    unchanged(store_copy, before)

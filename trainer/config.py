@@ -9,6 +9,23 @@ from trainer.model import DEFAULT_ARCH, STEMS, check_arch
 from xaug.errors import XaugError
 
 
+# Upper bounds of the integer knobs: a larger value is a typo (an extra zero) that would allocate
+# tens of gigabytes (a 100,000 px side) or run for ever, not a setting.
+UPPER_BOUNDS = {"size": 8192, "batch": 4096, "epochs": 100_000, "width": 1024, "max_width": 4096,
+                "depth": 13, "blocks": 32, "val_batch": 4096}
+FLAGS = ("size", "batch", "epochs", "width", "depth", "blocks")  # the others are no `xaug train` flags
+UPPER_HINTS = {
+    "size": "the input side is at most the images' (2048 for the competition data)",
+    "batch": "use a batch that fits the memory (8 to 64 at 512 px)",
+    "epochs": "train for fewer epochs (a run continues with --resume)",
+    "width": "use 16 to 64 channels at full resolution",
+    "max_width": "cap the deepest channels at 256 to 1024",
+    "depth": "2**depth must divide the input side",
+    "blocks": "use 1 to 4 blocks per stage",
+    "val_batch": "use a batch that fits the memory",
+}
+
+
 @dataclass
 class TrainConfig:
     size: int = 512            # training input side (images resized, polygons scaled)
@@ -67,6 +84,10 @@ class TrainConfig:
         for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size"):
             if getattr(self, name) < 1:
                 raise XaugError(f"{name} must be >= 1", where=f"--{name}")
+        for name, top in UPPER_BOUNDS.items():  # beyond these a run only exhausts memory or never ends
+            if getattr(self, name) > top:
+                raise XaugError(f"{name} {getattr(self, name):,} is above {top:,}; {UPPER_HINTS[name]}",
+                                where=f"--{name}" if name in FLAGS else name)
         for name in ("lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "bce_weight", "dice_weight"):
             value = getattr(self, name)  # NaN fails both comparisons
             if not (isinstance(value, (int, float)) and 0 <= value < 1e6):

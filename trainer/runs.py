@@ -129,6 +129,32 @@ def check_output_file(path: Path, flag: str, store=None) -> None:
     _check_outside_store(path, flag, store)
 
 
+# Host bytes per pixel of a batch: its float32 input and 29 uint8 target planes, twice (the batch
+# the loader prepares and the one the step uses; a CPU step's activations come on top).
+BATCH_BYTES_PER_PIXEL = 2 * (4 + 29)
+
+
+def train_memory(cfg) -> int:
+    """Host memory a training run holds at least: the resized images (uint8, train and val, kept
+    in memory with `cache`) and the batches in flight. A lower bound: the model comes on top."""
+    side = cfg.size * cfg.size
+    images = (cfg.train_images + cfg.val_images) * side if cfg.cache else 0
+    return images + cfg.batch * side * BATCH_BYTES_PER_PIXEL
+
+
+def check_memory(cfg) -> None:
+    """Refuse, before decoding an image, a run whose images and batches alone exceed the memory
+    available (it would be killed by the kernel minutes later, or take the machine down with it)."""
+    from xaug import pipeline
+    from xaug.store.store import human_bytes
+
+    need, free = train_memory(cfg), pipeline._available_memory()
+    if free is not None and need > free:
+        raise XaugError(f"{cfg.train_images + cfg.val_images:,} images at {cfg.size} px in batches of "
+                        f"{cfg.batch} need at least {human_bytes(need)} of memory but only {human_bytes(free)} "
+                        "is available; use a smaller --size or --batch", where="--size")
+
+
 def _existing_parent(path: Path) -> Path:
     probe = Path(path).absolute()
     while not probe.exists():
@@ -226,6 +252,7 @@ def train_version(store, dataset: str, *, val: str | None = None, run: str | Pat
                                          val_id=val_ds.id, train_images=len(train_s), val_images=len(val_s))
     run_dir = run_path(run if run is not None else ds.name)
     check_output_dir(run_dir, "--run", store)  # before any training
+    check_memory(cfg)
     if resume and (run_dir / "last.pt").exists():
         load_checkpoint(run_dir / "last.pt", resume=True)
     cache = dict(cache_dir=trainer_cache_dir(store), train_hashes=image_hashes(ds, train_s),
