@@ -275,3 +275,40 @@ def test_a_training_run_larger_than_the_memory_is_refused_before_decoding(store_
     assert line.endswith("of memory but only 104.9 MB is available; use a smaller --size or --batch")
     assert not run.exists()
     unchanged(store_copy, before)
+
+
+def _stem(home: Path) -> str:
+    from xaug.store import Store
+
+    return Store(home).open("raw").samples(load=False)[0].stem
+
+
+@pytest.mark.parametrize("out, first", [
+    ("{tmp}/o.txt", "--out {tmp}/o.txt: is not a .png or .jpg file name; give one such as overlay.png"),
+    ("{tmp}/o", "--out {tmp}/o: is not a .png or .jpg file name"),
+    ("{tmp}", "--out {tmp}: is not a .png or .jpg file name"),
+    ("{tmp}/afile/o.png", "--out {tmp}/afile/o.png: {tmp}/afile is a file, not a folder; choose another path"),
+    ("{home}/o.png", "--out {home}/o.png: is inside the store {home}; write outputs elsewhere"),
+], ids=["txt", "no-suffix", "folder", "under-a-file", "in-store"])
+def test_overlay_out_is_checked_before_drawing(store_copy, tmp_path, out, first):
+    """A .txt suffix was an OpenCV traceback; a path inside the store wrote an unlisted file there."""
+    (tmp_path / "afile").write_text("x")
+    before = snapshot(store_copy)
+    fill = dict(tmp=tmp_path, home=store_copy)
+    refused(xaug("overlay", "raw", _stem(store_copy), "--out", out.format(**fill), "--home", store_copy),
+            first.format(**fill))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "store"]
+    unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("command", ["eda", "errors"])
+def test_report_folders_are_refused_inside_the_store_or_on_a_file(store_copy, tmp_path, command):
+    """eda and errors wrote their HTML and PNGs into the store (files no manifest lists)."""
+    run = _run_folder(tmp_path)  # no checkpoint: reaching inference would fail differently
+    (tmp_path / "afile").write_text("x")
+    before = snapshot(store_copy)
+    head = ["eda", "raw", "-j", "1"] if command == "eda" else ["errors", "--run", run, "--device", "cpu"]
+    for out, first in ((store_copy / "reports", f"--out {store_copy / 'reports'}: is inside the store "),
+                       (tmp_path / "afile", f"--out {tmp_path / 'afile'}: is a file, not a folder")):
+        refused(xaug(*head, "--out", out, "--home", store_copy, "-q"), first)
+    unchanged(store_copy, before)

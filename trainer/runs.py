@@ -13,7 +13,6 @@ Datasets are read only through the store's public API (`store.open(ref).samples(
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import zipfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from xaug.errors import XaugError
 from xaug.model import Sample
+from xaug.outputs import check_output_dir, check_output_file
 
 RUNS_ROOT = Path("runs")
 
@@ -105,30 +105,6 @@ def load_run_model(run_dir: Path, device: str = "auto"):
         raise checkpoint_problem(path, exc) from None
 
 
-def check_output_dir(path: Path, flag: str, store=None) -> None:
-    """Before any work: `path` can be (or become) a folder we write into, outside the store."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise XaugError("is a file, not a folder; choose another path", where=f"{flag} {path}")
-    _check_writable(path if path.exists() else _existing_parent(path), path, flag)
-    _check_outside_store(path, flag, store)
-
-
-def check_output_file(path: Path, flag: str, store=None) -> None:
-    """Before any work: `path` is a file we can (over)write, not a folder, outside the store."""
-    path = Path(path)
-    if path.is_dir():
-        raise XaugError("is a folder; give a file path such as submission.csv", where=f"{flag} {path}")
-    parent = _existing_parent(path.parent) if not path.parent.is_dir() else path.parent
-    if not parent.is_dir():
-        raise XaugError(f"{parent} is a file, not a folder; choose another path", where=f"{flag} {path}")
-    _check_writable(parent, path, flag)
-    if path.exists() and not os.access(path, os.W_OK):
-        raise XaugError("cannot overwrite this file (permission denied); choose another path",
-                        where=f"{flag} {path}")
-    _check_outside_store(path, flag, store)
-
-
 # Host bytes per pixel of a batch: its float32 input and 29 uint8 target planes, twice (the batch
 # the loader prepares and the one the step uses; a CPU step's activations come on top).
 BATCH_BYTES_PER_PIXEL = 2 * (4 + 29)
@@ -153,29 +129,6 @@ def check_memory(cfg) -> None:
         raise XaugError(f"{cfg.train_images + cfg.val_images:,} images at {cfg.size} px in batches of "
                         f"{cfg.batch} need at least {human_bytes(need)} of memory but only {human_bytes(free)} "
                         "is available; use a smaller --size or --batch", where="--size")
-
-
-def _existing_parent(path: Path) -> Path:
-    probe = Path(path).absolute()
-    while not probe.exists():
-        probe = probe.parent
-    return probe
-
-
-def _check_writable(folder: Path, path: Path, flag: str) -> None:
-    if not folder.is_dir():
-        raise XaugError(f"{folder} is a file, not a folder; choose another path", where=f"{flag} {path}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise XaugError(f"cannot write in {folder} (permission denied or read-only); choose another path",
-                        where=f"{flag} {path}")
-
-
-def _check_outside_store(path: Path, flag: str, store) -> None:
-    if store is None:
-        return
-    home = Path(store.home).resolve()
-    if Path(path).resolve().is_relative_to(home):
-        raise XaugError(f"is inside the store {store.home}; write outputs elsewhere", where=f"{flag} {path}")
 
 
 def _remove_temporaries(run_dir: Path) -> None:

@@ -10,6 +10,7 @@ import typer
 from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, backend_choice,
                              open_store, out)
 from xaug.errors import BadInput
+from xaug.outputs import check_output_dir, check_output_file
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +49,7 @@ def eda_cmd(
     if not samples:
         raise BadInput("no images to report on" + (f" in split {split}" if split else ""), where=ds.name)
     folder = out_dir or Path("reports") / ds.name / "eda"
+    check_output_dir(folder, "--out", ds.store)
     res = write_eda(samples, folder, title=f"EDA of {ds.name}",
                     subtitle=f"{ds.kind} dataset {ds.id[:12]}, {len(samples)} images"
                     + (f" ({split} split)" if split else ""),
@@ -79,9 +81,12 @@ def overlay_cmd(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Draw one item's ground truth over its image in the customary colours."""
-    from xaug.report.images import overlay_image, write_rgb
+    from xaug.report.images import check_image_suffix, overlay_image, write_rgb
 
-    ds = open_store(home).open(name)
+    check_image_suffix(out_file, "--out")
+    store = open_store(home)
+    check_output_file(out_file, "--out", store, example="overlay.png")
+    ds = store.open(name)
     sample = find_item(ds.samples(load=False), item)
     sample = ds.sample(ds.entry(sample.relpath))  # parse only this item's labels
     if sample.annotations is None:
@@ -117,6 +122,7 @@ def errors_cmd(
     ds, samples = eval_samples(store, cfg, dataset, split)
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
     folder = out_dir or run_dir / f"errors_{ds.name}_{split}"
+    check_output_dir(folder, "--out", store)  # before any inference
     res = write_error_report(predict_dataset(run_dir, samples, device=device, tta=tta, workers=workers), folder,
                              title=f"Errors of run {run_dir.name} on {ds.name} ({split})",
                              subtitle=f"{len(samples)} images, run {run_dir}", boundary_px=boundary_px,

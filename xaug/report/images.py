@@ -44,13 +44,24 @@ def overlay_image(sample: Sample, max_side: int | None = None, alpha: float = 0.
     return overlay(img, masks, alpha=alpha)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_image_suffix(path: Path, flag: str | None = None) -> None:
+    """`path` names a PNG or JPEG file (what `write_rgb` can encode); else one line naming it."""
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        where = f"{flag} {path}" if flag else str(path)
+        raise BadInput("is not a .png or .jpg file name; give one such as overlay.png", where=where)
+
+
 def write_rgb(path: Path, rgb: np.ndarray, quality: int = 88) -> Path:
     """Write an RGB array as PNG or JPEG (by suffix); creates the folder."""
     path = Path(path)
+    check_image_suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix or ".png", bgr, params)
+    ok, buf = cv2.imencode(path.suffix, bgr, params)
     if not ok:
         raise BadInput("cannot encode an image with this file suffix; use .png or .jpg", where=str(path))
     path.write_bytes(buf.tobytes())
