@@ -64,6 +64,17 @@ def test_absurd_numeric_options_are_refused_by_the_spec(store_copy, args, first)
     ("{op: rotate, angles: [.inf]}", "steps.0.angles: every angle must be a number within -360..360"),
     ("{op: rotate, band_width: .inf}", "steps.0.band_width: Input should be a finite number"),
     ("{op: flip, min_area: -1}", "steps.0.min_area: Input should be greater than or equal to 0"),
+    # a boolean or a fraction where a count or number belongs was read as 1 (or cut) and run
+    ("{op: mosaic, n: true}", "steps.0.n: Input should be a valid integer, got true"),
+    ("{op: mosaic, n: 2.5}", "steps.0.n: Input should be a valid integer, got 2.5"),
+    ("{op: mosaic, grid: [true, 2]}", "steps.0.grid.0: Input should be a valid integer, got true"),
+    ("{op: rotate, per_image: true}", "steps.0.per_image: Input should be a valid integer, got true"),
+    ("{op: rotate, angles: [1, false]}", "steps.0.angles.1: Input should be a valid number, got false"),
+    ("{op: rotate, angle_range: [true, 5]}", "steps.0.angle_range.0: Input should be a valid number, got true"),
+    ("{op: rotate, fill: true}", "steps.0.fill: fill must be 'texture', 'background' or a pixel value 0..255, got true"),
+    ("{op: rotate, fill: purple}", "steps.0.fill: fill must be 'texture', 'background' or a pixel value 0..255, "
+                                   "got 'purple'"),
+    ("{op: flip, min_area: true}", "steps.0.min_area: Input should be a valid number, got true"),
 ])
 def test_absurd_numbers_in_a_pipeline_file(store_copy, tmp_path, step, first):
     file = tmp_path / "p.yaml"
@@ -72,6 +83,30 @@ def test_absurd_numbers_in_a_pipeline_file(store_copy, tmp_path, step, first):
     res = xaug("run", file, "--home", store_copy)
     assert res.exit_code == 2 and f"error: {first}" in res.stderr, res.stderr
     unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("top, first", [
+    ("seed: true", "seed: Input should be a valid integer, got true (line 1)"),
+    ("include_source: 1", "include_source: Input should be a valid boolean, got 1 (line 1)"),
+    ("name: 7", "name: Input should be a valid string, got 7 (line 1)"),
+])
+def test_ill_typed_top_level_pipeline_keys(store_copy, tmp_path, top, first):
+    file = tmp_path / "p.yaml"
+    file.write_text(f"{top}\nsteps: [{{op: flip}}]\n")
+    before = snapshot(store_copy)
+    res = xaug("run", file, "--home", store_copy)
+    assert res.exit_code == 2 and f"error: {first}" in res.stderr.splitlines(), res.stderr
+    assert "Traceback" not in res.output
+    unchanged(store_copy, before)
+
+
+def test_ill_typed_values_in_an_ablation_spec_name_the_key(tmp_path):
+    file = tmp_path / "a.yaml"
+    file.write_text("name: a\ndataset: raw\ncandidates: [{name: c, version: raw}]\n"
+                    "train: {steps: true, lr: .nan}\nseeds: [0, false]\n")
+    res = xaug("ablate", file, "--check", "--home", tmp_path / "home")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "error: train.steps: Input should be a valid integer, got true (line 4)" in res.stderr.splitlines()
 
 
 Usage = namedtuple("Usage", "total used free")

@@ -49,7 +49,7 @@ HASH_CHARS = 12                    # of the run hash in a run folder's name
 # ---------------------------------------------------------------- the spec
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # unknown keys, and `steps: true` for 1, are mistakes
 
 
 class SynthData(_Strict):

@@ -45,7 +45,7 @@ IMAGE_CACHE = 4
 class PipelineBase(BaseModel):
     """The fields every pipeline has; `steps` is added by `pipeline_model()` from the ops registry."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `seed: true` or `include_source: 1` are mistakes
 
     name: str = Field("augment", description="Base name of the version to write; the store appends _v<N>.")
     source: str = Field("raw", min_length=1,
@@ -122,11 +122,27 @@ def _problem_line(err: dict, lines: dict[tuple, int] | None) -> str:
         msg = msg[len("Value error, "):]
     if kind == "extra_forbidden":
         msg = "unknown key; remove it (see `xaug schema`)"
+    elif kind in _TYPE_ERRORS:  # strict types: say what was given (`n: true` is not a count)
+        msg = f"{msg}, got {_shown(err.get('input'))}"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         loc = tuple(loc) + ("op",)
         msg = _op_message(err.get("input"))
     key = ".".join(str(p) for p in loc) or "(top level)"
     return f"{key}: {msg}{_at(loc, lines)}"
+
+
+_TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type", "int_from_float"}
+
+
+def _shown(value: Any) -> str:
+    """A value as its YAML spelling would read (true, null, 'text'), cut to a few characters."""
+    import json
+
+    try:
+        text = json.dumps(value, default=repr)
+    except ValueError:  # a circular structure
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _op_message(step: Any) -> str:

@@ -26,7 +26,7 @@ SWAP = {"R": "L", "L": "R", None: None}
 class FlipSpec(BaseModel):
     """Mirror every source left-right once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `min_area: true` is not 1
 
     op: Literal["flip"] = "flip"
     min_area: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False,

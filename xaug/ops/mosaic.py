@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from xaug.errors import XaugError
 from xaug.geometry import compose, resize_matrix, transform_annotations, translation_matrix
@@ -41,15 +41,17 @@ _GRID_RE = re.compile(r"^\s*(\d+)\s*[xX*×]\s*(\d+)\s*$")
 class MosaicSpec(BaseModel):
     """`n` mosaics of `grid` = (rows, cols) cells with Beta(beta, beta) boundaries."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `n: true` is not 1
 
     op: Literal["mosaic"] = "mosaic"
-    grid: tuple[int, int] = Field((2, 2), description="rows x cols, e.g. '2x2' or [2, 3]")
+    grid: tuple[StrictInt, StrictInt] = Field((2, 2), strict=False,  # a YAML list is a tuple
+                                              description="rows x cols, e.g. '2x2' or [2, 3]")
     n: int = Field(800, ge=1, le=MAX_MOSAICS, description="number of mosaics to make")
     beta: float = Field(0.3, gt=0, le=100, allow_inf_nan=False,
                         description="Beta(beta, beta) for the cell boundaries (RICAP uses 0.3), 0.01..100")
     resize: bool = Field(False, description="resize each whole source into its cell instead of cropping")
-    size: tuple[int, int] | None = Field(None, description="output (height, width); default: the most common source size")
+    size: tuple[StrictInt, StrictInt] | None = Field(None, strict=False,
+                                                     description="output (height, width); default: the most common source size")
     min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
                             description="drop polygon parts smaller than this (px^2)")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
 
 from xaug.classes import FOREARM
 from xaug.anatomy import wrist_frame, wrist_warp
@@ -33,10 +33,11 @@ class RotateSpec(BaseModel):
     """Rotate each source `per_image` times by angles drawn uniformly from `angle_range`
     (or uniformly from the explicit list `angles`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `per_image: true` is not 1
 
     op: Literal["rotate"] = "rotate"
-    angle_range: tuple[float, float] = Field((-30.0, 30.0), description="degrees, low:high; positive = counter-clockwise")
+    angle_range: tuple[StrictFloat, StrictFloat] = Field((-30.0, 30.0), strict=False,  # a YAML list is a tuple
+                                                         description="degrees, low:high; positive = counter-clockwise")
     angles: list[float] | None = Field(None, description="explicit angles to choose from (overrides angle_range)")
     random_sign: bool = Field(False, description="flip the drawn angle's sign with probability 1/2, "
                               "e.g. angle_range 30:45 -> +-30..45 (the test set's wrist poses)")
@@ -55,6 +56,14 @@ class RotateSpec(BaseModel):
     @classmethod
     def _range(cls, v: Any) -> Any:
         return parse_range(v)
+
+    @field_validator("fill", mode="before")
+    @classmethod
+    def _fill(cls, v: Any) -> Any:  # one message, not one per member of the union
+        if isinstance(v, bool) or not (v in ("texture", "background") or isinstance(v, (int, float))):
+            shown = str(v).lower() if isinstance(v, bool) else repr(v)  # as YAML spells it
+            raise ValueError(f"fill must be 'texture', 'background' or a pixel value 0..255, got {shown}")
+        return v
 
     @field_validator("angles", mode="before")
     @classmethod
