@@ -34,6 +34,36 @@ def test_pipeline_yaml_bombs_and_duplicate_keys_are_refused(store_copy, tmp_path
     unchanged(store_copy, before)
 
 
+@pytest.mark.parametrize("make, first", [
+    (lambda f: f.mkdir(), "{file}: is a folder; give a pipeline file (a YAML file such as pipelines/rotate.yaml)"),
+    (lambda f: f.write_bytes(b"\xff\xfe\x00\x01binary"), "{file}: is not UTF-8 text (byte 0xff at offset 0); "
+                                                        "a pipeline file is YAML text: save it as UTF-8"),
+    (lambda f: f.write_bytes("name: caf\u00e9\n".encode("latin-1")), "{file}: is not UTF-8 text (byte 0xe9 at offset 9)"),
+], ids=["folder", "binary", "latin-1"])
+def test_a_pipeline_file_that_is_no_text_file_is_one_line_saying_what_to_do(store_copy, tmp_path, make, first):
+    file = tmp_path / "p.yaml"
+    make(file)
+    before = snapshot(store_copy)
+    refused(xaug("run", file, "--home", store_copy), first.format(file=file))
+    unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("args, env, first", [
+    (["rotate", "--jobs", "0"], {}, "xaug rotate: Invalid value for '--jobs' / '-j': Input should be greater than"),
+    (["mosaic", "-j", "-3"], {}, "xaug mosaic: Invalid value for '--jobs' / '-j'"),
+    (["rotate"], {"XAUG_BACKEND": "dsk"}, "$XAUG_BACKEND: unknown backend 'dsk' (did you mean dask?)"),
+    (["rotate"], {"XAUG_STORAGE": "x"}, "$XAUG_STORAGE: unknown storage mode 'x'; one of: auto, shared, bytes"),
+    (["rotate", "--storage", "x"], {"XAUG_STORAGE": "bytes"}, "--storage: unknown storage mode 'x'"),
+])
+def test_worker_counts_and_backend_settings_name_where_they_came_from(store_copy, monkeypatch, args, env, first):
+    """--jobs 0 or -3 silently meant all cores; a bad $XAUG_BACKEND was blamed on --backend."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = snapshot(store_copy)
+    refused(xaug(*args, "--home", store_copy), first)
+    unchanged(store_copy, before)
+
+
 @pytest.mark.parametrize("args, first", [
     (["mosaic", "--beta", "nan"], "--beta: Input should be a finite number"),
     (["mosaic", "--beta", "inf"], "--beta: Input should be a finite number"),

@@ -33,7 +33,12 @@ def read_yaml(path: Path | str, what: str, example: str) -> tuple[Any, dict[tupl
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"no such {what}; give a YAML file such as {example}", where=where) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise BadInput(f"is a folder; give {_a(what)} (a YAML file such as {example})", where=where) from None
+    except UnicodeDecodeError as exc:  # a binary file, or text saved in another encoding
+        raise BadInput(f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                       f"{_a(what)} is YAML text: save it as UTF-8", where=where) from None
+    except OSError as exc:
         raise BadInput(f"cannot read the {what} ({exc.__class__.__name__}: {exc})", where=where) from None
     if len(text) > MAX_YAML_BYTES:
         raise BadInput(f"{what} is {len(text):,} characters, more than {MAX_YAML_BYTES:,}; "

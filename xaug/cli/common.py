@@ -20,7 +20,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 HomeOption = typer.Option(None, "--home", help="Store folder (default: $XAUG_HOME or ./xaug-data).",
                           show_default=False)
-JobsOption = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: all cores).")
+JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Parallel workers (default: all cores).")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 BackendOption = typer.Option(None, "--backend", help="Where building runs: local (joblib, default) or dask "
                              "(a dask.distributed cluster; $XAUG_BACKEND).", show_default=False)

@@ -65,15 +65,17 @@ def choice_from(backend: str | None = None, scheduler: str | None = None, storag
         raise BadInput("--scheduler is for --backend dask", where="--scheduler")
     if name == "dask":
         scheduler = scheduler or os.environ.get("XAUG_SCHEDULER") or None
+    storage_from = "--storage" if storage else "$XAUG_STORAGE"  # a mistake names where it was made
     storage = storage or os.environ.get("XAUG_STORAGE") or "auto"
     if name not in _BACKENDS:
         import difflib
 
         close = difflib.get_close_matches(name, backend_names(), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise BadInput(f"unknown backend {name!r}{hint}; one of: {', '.join(backend_names())}", where="--backend")
+        raise BadInput(f"unknown backend {name!r}{hint}; one of: {', '.join(backend_names())}",
+                       where="--backend" if backend else "$XAUG_BACKEND")
     if storage not in STORAGE_MODES:
-        raise BadInput(f"unknown storage mode {storage!r}; one of: {', '.join(STORAGE_MODES)}", where="--storage")
+        raise BadInput(f"unknown storage mode {storage!r}; one of: {', '.join(STORAGE_MODES)}", where=storage_from)
     if name == "dask":
         _need_distributed()  # say so before any work starts
     return BackendChoice(name, scheduler, storage)
