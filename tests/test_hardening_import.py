@@ -279,3 +279,32 @@ def test_the_reason_an_image_is_refused_is_named(root, home):
     res = _import(root, home)
     assert (f"error: {rel}: image claims 100000x100000 pixels, more than xaug reads (268,435,456); "
             "replace or remove the file") in _problem_lines(res)
+
+
+def test_upper_case_extensions_import_and_the_export_round_trips(root, tmp_path):
+    for p in sorted(root.glob("train/*/*/*")):
+        p.rename(p.with_suffix(p.suffix.upper()))   # x.PNG with x.JSON
+    home = tmp_path / "h"
+    assert _import(root, home).exit_code == 0
+    ds = Store(home).open("other")
+    assert {e["label"]["path"][-5:] for e in ds.items if e["label"]} == {".json"}  # the layout's label name
+    assert xaug("export", "other", tmp_path / "out", "--home", home, "--quiet").exit_code == 0
+    assert xaug("import", tmp_path / "out", "--name", "back", "--home", home, "--quiet").exit_code == 0
+    again = Store(home).open("back")
+    assert [(s.relpath, s.annotations) for s in ds.samples()] == [(s.relpath, s.annotations) for s in again.samples()]
+
+
+def test_an_image_in_a_sub_folder_of_a_person_folder_is_refused_not_dropped(root, home):
+    image = first_image(root)
+    (image.parent / "extra").mkdir()
+    image.rename(image.parent / "extra" / image.name)
+    label = first_label(root)
+    (label.parent / "extra").mkdir()
+    label.rename(label.parent / "extra" / label.name)
+    before = snapshot(home)
+    res = _import(root, home)
+    rel = image.parent.relative_to(root).as_posix()
+    assert res.exit_code == 2
+    assert (f"error: {rel}/extra: a sub-folder of a person folder holds 1 image file(s) that xaug would not "
+            "read; it reads train/DCM/<ID>/<name>.png: move them up or remove the folder") in _problem_lines(res)
+    assert snapshot(home) == before

@@ -167,3 +167,62 @@ def test_bulk_point_check_takes_the_common_case_and_to_json_round_trips():
     for dtype in (np.int64, np.int32, np.float64):
         out = Annotation("Radius", np.array([[1, 2], [3, 4], [-5, 6]], dtype=dtype)).to_json()["points"]
         assert out == [[1, 2], [3, 4], [-5, 6]] and all(type(v) is int for p in out for v in p)
+
+
+def _move(path, to):
+    to.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(to)
+    return to
+
+
+def test_upper_case_extensions_pair_as_lower_case_ones(tmp_path):
+    root = make_layout(tmp_path / "d", persons=2, test_persons=0)
+    for p in sorted(root.glob("train/*/*/*")):
+        p.rename(p.with_suffix(p.suffix.upper()))
+    scan = scan_layout(root)
+    assert scan.problems == []
+    assert len(scan.samples) == 4 and all(len(s.annotations) == 29 for s in scan.samples)
+    assert all(s.relpath.endswith(".PNG") for s in scan.samples)
+    assert all(scan.label_files[s.relpath].suffix == ".JSON" for s in scan.samples)
+
+
+def test_the_same_image_or_label_twice_in_two_cases_is_a_problem(tmp_path):
+    root = make_layout(tmp_path / "d", persons=1, test_persons=0)
+    img, lab = sorted(root.glob("train/DCM/*/*.png"))[0], first_label(root)
+    (img.with_suffix(".PNG")).write_bytes(img.read_bytes())
+    (lab.with_suffix(".JSON")).write_bytes(lab.read_bytes())
+    rel_img, rel_lab = (p.relative_to(root).as_posix() for p in (img, lab))
+    assert sorted(scan_layout(root).problems) == [
+        f"{rel_img[:-4]}.png: a second image with the name of {rel_img[:-4]}.PNG (only the case of the "
+        "extension differs); remove one of them",
+        f"{rel_lab[:-5]}.json: a second label file for the same image as {rel_lab[:-5]}.JSON; remove one of them"]
+
+
+def test_images_and_labels_outside_person_folders_are_named_not_dropped(tmp_path):
+    root = make_layout(tmp_path / "d", persons=2, test_persons=1)
+    img = sorted(root.glob("train/DCM/ID001/*.png"))[0]
+    _move(img, img.parent / "sub" / "deeper" / img.name)
+    lab = first_label(root)
+    assert lab.stem == img.stem  # the moved image's label moves too: no pair is broken
+    _move(lab, lab.parent / "sub" / lab.name)
+    test_img = sorted(root.glob("test/DCM/*/*.png"))[0]
+    _move(test_img, root / "test" / "DCM" / test_img.name.replace(".png", ".PNG"))
+    hidden = sorted(root.glob("train/DCM/ID002/*.png"))[0]
+    (hidden.parent / ".ipynb_checkpoints").mkdir()
+    (hidden.parent / ".ipynb_checkpoints" / hidden.name).write_bytes(hidden.read_bytes())  # skipped
+    problems = scan_layout(root).problems
+    assert sorted(problems) == sorted([
+        f"test/DCM/{test_img.stem}.PNG: image file not in a person folder; xaug reads test/DCM/<ID>/<name>.png: "
+        "move it into the person's folder",
+        "train/DCM/ID001/sub/deeper: a sub-folder of a person folder holds 1 image file(s) that xaug would not "
+        "read; it reads train/DCM/<ID>/<name>.png: move them up or remove the folder",
+        "train/outputs_json/ID001/sub: a sub-folder of a person folder holds 1 label file(s) that xaug would "
+        "not read; it reads train/outputs_json/<ID>/<name>.json: move them up or remove the folder",
+    ])
+
+
+def test_a_layout_one_folder_down_is_pointed_at(tmp_path):
+    make_layout(tmp_path / "d" / "hand-xray", persons=1, test_persons=0)
+    assert scan_layout(tmp_path / "d").problems == [
+        f"{tmp_path / 'd'}: no images under train/DCM/<ID>/ or test/DCM/<ID>/; did you mean "
+        f"{tmp_path / 'd' / 'hand-xray'}?"]

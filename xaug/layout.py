@@ -251,7 +251,13 @@ class ScanResult:
 
 
 def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanResult:
-    """Find every image of a competition-layout folder and pair it with its label JSON."""
+    """Find every image of a competition-layout folder and pair it with its label JSON.
+
+    Images are `<split>/DCM/<ID>/<name>.png` and labels `<split>/outputs_json/<ID>/<name>.json`;
+    the extensions may be in any case (`.PNG`, `.JSON`). A PNG or JSON anywhere else under `DCM`
+    or `outputs_json` (directly in it, or in a sub-folder of a person folder) is a problem, not
+    silently left out; folders whose name starts with a dot (`.ipynb_checkpoints`) are skipped.
+    """
     root = Path(root)
     if not root.is_dir():
         raise BadInput("no such folder; give the root of a competition-layout dataset", where=str(root))
@@ -263,58 +269,104 @@ def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanRe
     if not _utf8(str(root)):
         raise BadInput("folder name is not valid UTF-8; rename it", where=safe_name(root))
     bad_names: set[str] = set()
+
+    def named_well(path: Path) -> str | None:
+        """The path relative to root, or None (and a problem) for a name no manifest may hold."""
+        rel = path.relative_to(root).as_posix()
+        if not _utf8(rel):  # refused before anything (hashing, JSON, SQLite) trips over it
+            bad_names.add(f"{safe_name(path.relative_to(root))}: file name is not valid UTF-8; rename it")
+            return None
+        if not rel.isprintable():  # a newline or terminal escape in a name: not in a manifest
+            bad_names.add(f"{safe_name(rel)}: file name has control characters; rename it")
+            return None
+        return rel
+
+    label_found: dict[str, str] = {}  # label relpath with a lower-case ".json" -> relpath on disk
+    for split in SPLITS:
+        lab_root = root / split / LABEL_DIR
+        if lab_root.is_dir():
+            problems += _misplaced(root, lab_root, ".json", "label")
+            for lab in sorted(lab_root.glob("*/*")):
+                rel = named_well(lab)
+                if rel is None or lab.suffix.lower() != ".json":
+                    continue
+                key = rel[:-len(lab.suffix)] + ".json"
+                if key in label_found:  # x.json and x.JSON side by side
+                    problems.append(f"{rel}: a second label file for the same image as {label_found[key]}; "
+                                    "remove one of them")
+                    continue
+                label_found[key] = rel
+    image_keys: dict[str, str] = {}  # image relpath with a lower-case ".png" -> relpath on disk
     for split in SPLITS:
         img_root = root / split / IMAGE_DIR
         if not img_root.is_dir():
             continue
+        problems += _misplaced(root, img_root, ".png", "image")
         for img in sorted(img_root.glob("*/*")):
-            rel = img.relative_to(root).as_posix()
-            if not _utf8(rel):  # refused before anything (hashing, JSON, SQLite) trips over it
-                bad_names.add(f"{safe_name(img.relative_to(root))}: file name is not valid UTF-8; rename it")
-                continue
-            if not rel.isprintable():  # a newline or terminal escape in a name: not in a manifest
-                bad_names.add(f"{safe_name(rel)}: file name has control characters; rename it")
-                continue
-            if img.suffix.lower() != ".png":
+            rel = named_well(img)
+            if rel is None or img.suffix.lower() != ".png":
                 continue
             if not img.is_file():
                 problems.append(f"{rel}: not a file; remove it or replace it with a PNG image")
                 continue
+            key = rel[:-len(img.suffix)] + ".png"
+            if key in image_keys:  # x.png and x.PNG: one label name for both
+                problems.append(f"{rel}: a second image with the name of {image_keys[key]} (only the case of the "
+                                "extension differs); remove one of them")
+                continue
+            image_keys[key] = rel
             person = img.parent.name
             sample = Sample(relpath=rel, image_path=img.resolve(), person=person, split=split,
                             side=side_from_stem(img.stem))
             lab_rel = label_relpath_for(rel)
-            lab = root / lab_rel
-            if lab.is_file():
-                seen_labels.add(lab_rel)
+            on_disk = label_found.get(lab_rel)
+            lab = root / on_disk if on_disk is not None else None
+            if lab is not None and lab.is_file():
+                seen_labels.add(on_disk)
                 labels[rel] = lab.resolve()
                 if parse:
-                    anns, extra, probs, skip = parse_annotation_doc(lab.read_bytes(), lab_rel, lenient)
+                    anns, extra, probs, skip = parse_annotation_doc(lab.read_bytes(), on_disk, lenient)
                     sample.annotations, sample.doc_extra = anns, extra
                     problems += probs
                     skipped += skip
             elif split == "train":
                 problems.append(f"{rel}: no label file {lab_rel}; add it or remove the image")
             samples.append(sample)
-    for split in SPLITS:
-        lab_root = root / split / LABEL_DIR
-        if lab_root.is_dir():
-            for lab in sorted(lab_root.glob("*/*")):
-                rel = lab.relative_to(root).as_posix()
-                if not _utf8(rel):
-                    bad_names.add(f"{safe_name(lab.relative_to(root))}: file name is not valid UTF-8; rename it")
-                    continue
-                if not rel.isprintable():
-                    bad_names.add(f"{safe_name(rel)}: file name has control characters; rename it")
-                    continue
-                if lab.suffix != ".json":
-                    continue
-                if rel not in seen_labels:
-                    problems.append(f"{rel}: label file without an image; add the PNG or remove the JSON")
+    for rel in sorted(set(label_found.values()) - seen_labels):
+        problems.append(f"{rel}: label file without an image; add the PNG or remove the JSON")
     problems += sorted(bad_names)
     if not samples and not bad_names:
-        problems.append(f"{root}: no images under train/{IMAGE_DIR}/<ID>/ or test/{IMAGE_DIR}/<ID>/")
+        inner = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                       and any((d / split / IMAGE_DIR).is_dir() for split in SPLITS))
+        hint = f"; did you mean {safe_name(root / inner[0])}?" if inner else ""
+        problems.append(f"{root}: no images under train/{IMAGE_DIR}/<ID>/ or test/{IMAGE_DIR}/<ID>/{hint}")
     return ScanResult(samples, labels, problems, skipped)
+
+
+def _misplaced(root: Path, top: Path, suffix: str, what: str) -> list[str]:
+    """One problem per folder under `top` (DCM or outputs_json) that holds files ending in `suffix`
+    (any case) where the layout does not read them: directly in `top`, or below a person folder.
+    Dot folders are skipped (tool state such as .ipynb_checkpoints), symbolic links not followed."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        depth = len(Path(dirpath).relative_to(top).parts)
+        if depth == 1:
+            continue  # a person folder: read by scan_layout
+        hits = sorted(f for f in filenames if f.lower().endswith(suffix))
+        if not hits:
+            continue
+        rel = safe_name(Path(dirpath).relative_to(root).as_posix())
+        split_dir = safe_name(top.relative_to(root).as_posix())
+        if depth == 0:
+            more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+            out.append(f"{rel}/{safe_name(hits[0])}{more}: {what} file not in a person folder; xaug reads "
+                       f"{split_dir}/<ID>/<name>{suffix}: move {'them' if more else 'it'} into the person's folder")
+        else:
+            out.append(f"{rel}: a sub-folder of a person folder holds {len(hits)} {what} file(s) that xaug "
+                       f"would not read; it reads {split_dir}/<ID>/<name>{suffix}: move them up or remove "
+                       "the folder")
+    return out
 
 
 def _utf8(text: str) -> bool:
