@@ -274,7 +274,8 @@ def test_the_reason_an_image_is_refused_is_named(root, home):
     image.write_bytes(buf.tobytes())
     rel = image.relative_to(root).as_posix()
     res = _import(root, home)
-    assert f"error: {rel}: image is uint16, xaug expects 8-bit PNG" in _problem_lines(res)
+    assert (f"error: {rel}: image is uint16, xaug reads 8-bit PNG only; convert it to 8 bits per channel "
+            "(e.g. scale its grey range to 0-255) and import again") in _problem_lines(res)
     image.write_bytes(_png_with_header(100000, 100000))
     res = _import(root, home)
     assert (f"error: {rel}: image claims 100000x100000 pixels, more than xaug reads (268,435,456); "

@@ -226,3 +226,27 @@ def test_a_layout_one_folder_down_is_pointed_at(tmp_path):
     assert scan_layout(tmp_path / "d").problems == [
         f"{tmp_path / 'd'}: no images under train/DCM/<ID>/ or test/DCM/<ID>/; did you mean "
         f"{tmp_path / 'd' / 'hand-xray'}?"]
+
+
+@pytest.mark.parametrize("rows", [
+    [["ID", "성별", "extra", None], [1, "남", "x", "note"], [None, None, None, None], [], ["ID002", " 여", 1, None]],
+    [["ID"], ["001"], [2.0]],
+], ids=["numbers, blank rows, extra and missing columns", "ID only"])
+def test_meta_sheet_variants_read(tmp_path, rows):
+    wb = openpyxl.Workbook()
+    for r in rows:
+        wb.active.append(r)
+    wb.save(tmp_path / "m.xlsx")
+    meta = read_meta(tmp_path / "m.xlsx")
+    assert sorted(meta) == ["ID001", "ID002"]
+    assert meta["ID002"].age is None and meta["ID002"].sex in (None, "F")
+
+
+def test_meta_sheet_without_a_header_row_says_what_to_do(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active.append(["hand data"])
+    wb.active.append(["ID", "나이"])
+    wb.save(tmp_path / "m.xlsx")
+    with pytest.raises(BadInput, match=r"no 'ID' column in the first row; the first row must name the columns "
+                       r"\(ID, 나이, 성별, 체중\(몸무게\), 키\(신장\)\): fix the sheet, or remove it \(it is optional\)"):
+        read_meta(tmp_path / "m.xlsx")

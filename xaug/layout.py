@@ -62,8 +62,9 @@ def decode_image(data: bytes | np.ndarray, where: str, flags: int | None = None)
         img = None
     if img is None:
         raise BadInput("not a readable PNG image; replace or remove the file", where=where)
-    if img.dtype != np.uint8:
-        raise BadInput(f"image is {img.dtype}, xaug expects 8-bit PNG", where=where)
+    if img.dtype != np.uint8:  # never rescaled silently: which 8 of 16 bits matter is the user's call
+        raise BadInput(f"image is {img.dtype}, xaug reads 8-bit PNG only; convert it to 8 bits per channel "
+                       "(e.g. scale its grey range to 0-255) and import again", where=where)
     return img
 
 
@@ -462,7 +463,8 @@ def read_meta(path: Path | Any, where: str | None = None) -> dict[str, PersonMet
     col = {name: header.index(name) for name in META_HEADERS[:5] if name in header}
     if "ID" not in col:
         wb.close()
-        raise BadInput("no 'ID' column in the first row", where=where)
+        raise BadInput("no 'ID' column in the first row; the first row must name the columns (ID, 나이, 성별, "
+                       "체중(몸무게), 키(신장)): fix the sheet, or remove it (it is optional)", where=where)
     note_col = 5 if len(header) > 5 and header[5] is None else None
     out: dict[str, PersonMeta] = {}
     try:
