@@ -77,7 +77,7 @@ def test_worker_counts_and_backend_settings_name_where_they_came_from(store_copy
     (["rotate", "--angles", "5,9999"], "--angles: every angle must be a number within -360..360 degrees"),
     (["synth", "--persons", "2", "--rotated-train", "nan"], "synth: --rotated-train is a fraction"),
     (["synth", "--persons", "2", "--size", "100000"], "synth: --size must be between 64 and 8192"),
-    (["synth", "--persons", "2", "--seed", "-1"], "synth: --seed must be 0 or more"),
+    (["synth", "--persons", "2", "--seed", "-1"], "synth: --seed must be 0 to 2**32 - 1, got -1"),
     (["train", "--dataset", "raw", "--lr", "nan"], "--lr: lr must be a finite number >= 0, got nan"),
     (["train", "--dataset", "raw", "--lr", "0"], "--lr: lr must be > 0"),
 ])

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainer.bootstrap import Interval, paired_bootstrap, resample_counts, seed_spread, seeds_and_images_bootstrap
 from xaug.classes import CLASSES
 from xaug.errors import BadInput, XaugError
+from xaug.seeds import SEED_MAX, seed_problem
 from xaug.store.hashing import canonical_json
 
 ARM_NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
@@ -60,7 +61,7 @@ class SynthData(_Strict):
     persons: int = Field(32, ge=4, description="Train persons (two hands each).")
     test_persons: Optional[int] = Field(None, ge=1, description="Test persons (default: the generator's).")
     size: int = Field(512, ge=64, description="Image side in pixels (the real data: 2048).")
-    seed: int = Field(0, ge=0, description="Seed of the synthetic set.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the synthetic set.")
     rotated_train: float = Field(0.12, ge=0, le=1, description="Share of train images with a rotated wrist.")
     rotated_test: float = Field(0.6, ge=0, le=1, description="Share of test images with a rotated wrist.")
 
@@ -121,7 +122,7 @@ class EvaluateSettings(_Strict):
 class BootstrapSettings(_Strict):
     resamples: int = Field(10_000, ge=100, description="Bootstrap resamples of the images.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    seed: int = Field(0, ge=0, description="Seed of the resampling.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the resampling.")
 
 
 class AblationSpec(_Strict):
@@ -152,8 +153,8 @@ class AblationSpec(_Strict):
             if c.version is None and c.pipeline is None:
                 raise ValueError(f"candidates.{i} ({c.name}): give 'version' or 'pipeline'")
         seeds = self.seed_list()
-        if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise ValueError("seeds: a count >= 1 or a list of distinct seeds >= 0")
+        if not seeds or len(set(seeds)) != len(seeds) or any(seed_problem(s) for s in seeds):
+            raise ValueError("seeds: a count >= 1 or a list of distinct seeds from 0 to 2**32 - 1")
         return self
 
     def seed_list(self) -> list[int]:

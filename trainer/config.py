@@ -1,12 +1,14 @@
 """The resolved training configuration: every knob in one place, written to the run folder."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from trainer.data import OnlineAug
-from trainer.model import DEFAULT_ARCH, STEMS, check_arch
+from trainer.model import DEFAULT_ARCH, NORMS, STEMS, check_arch
 from xaug.errors import XaugError
+from xaug.seeds import seed_problem
 
 
 # Upper bounds of the integer knobs: a larger value is a typo (an extra zero) that would allocate
@@ -24,6 +26,26 @@ UPPER_HINTS = {
     "blocks": "use 1 to 4 blocks per stage",
     "val_batch": "use a batch that fits the memory",
 }
+
+
+STORED_NOTES = ("parameters", "environment")  # written beside the settings in config.json, not settings
+
+
+def _type_problem(f, value) -> str | None:
+    """What is wrong with the type of a stored `value` of TrainConfig field `f`, or None."""
+    default = f.default if f.default is not MISSING else None
+    if f.name == "aug":
+        ok, want = isinstance(value, dict), "an object of online augmentation settings"
+    elif isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int) or default is None:  # None: workers, val_limit
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (default is None and value is None)
+        want = "an integer" + (" or null" if default is None else "")
+    elif isinstance(default, float):
+        ok, want = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        ok, want = isinstance(value, str), "a string"
+    return None if ok else f"expected {want}, got {json.dumps(value)}"
 
 
 @dataclass
@@ -74,24 +96,32 @@ class TrainConfig:
             raise XaugError(str(e), where="--arch") from None
         if self.schedule not in ("cosine", "poly"):
             raise XaugError(f"unknown schedule {self.schedule!r}; known: cosine, poly", where="schedule")
-        if self.size % (2 ** self.depth):
-            raise XaugError(f"size {self.size} must be a multiple of 2**depth = {2 ** self.depth}",
-                            where="--size")
+        if self.norm not in NORMS:
+            raise XaugError(f"unknown norm {self.norm!r}; known: {', '.join(NORMS)}", where="--norm")
         if self.stem not in STEMS:
             raise XaugError(f"unknown resunet stem {self.stem!r}; known: {', '.join(STEMS)}", where="stem")
         if self.arch == "resunet" and self.depth < 2:
             raise XaugError("resunet needs depth >= 2 (a stem and one stage)", where="--depth")
-        for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size"):
+        for name in ("size", "batch", "epochs", "width", "depth", "blocks", "world_size", "max_width", "val_batch",
+                     "val_every"):
             if getattr(self, name) < 1:
-                raise XaugError(f"{name} must be >= 1", where=f"--{name}")
+                raise XaugError(f"{name} must be >= 1", where=f"--{name}" if name in FLAGS else name)
+        for name, low in (("val_limit", 1), ("workers", 0)):
+            if getattr(self, name) is not None and getattr(self, name) < low:
+                raise XaugError(f"{name} must be >= {low} (or null)", where=name)
         for name, top in UPPER_BOUNDS.items():  # beyond these a run only exhausts memory or never ends
             if getattr(self, name) > top:
                 raise XaugError(f"{name} {getattr(self, name):,} is above {top:,}; {UPPER_HINTS[name]}",
                                 where=f"--{name}" if name in FLAGS else name)
+        if self.size % (2 ** self.depth):  # after the bounds: a depth of 40 is named as such
+            raise XaugError(f"size {self.size} must be a multiple of 2**depth = {2 ** self.depth}",
+                            where="--size")
         for name in ("lr", "weight_decay", "warmup_epochs", "min_lr_ratio", "bce_weight", "dice_weight"):
             value = getattr(self, name)  # NaN fails both comparisons
             if not (isinstance(value, (int, float)) and 0 <= value < 1e6):
                 raise XaugError(f"{name} must be a finite number >= 0, got {value}", where=f"--{name.replace('_', '-')}")
+        if seed_problem(self.seed):
+            raise XaugError(f"seed {seed_problem(self.seed)}", where="--seed")
         if not self.lr > 0:
             raise XaugError(f"lr must be > 0, got {self.lr}", where="--lr")
 
@@ -109,6 +139,31 @@ class TrainConfig:
         # (One from before `stem` existed describes a ResUNet with the strided stem: the model is
         # rebuilt from the stored dict (trainer.model.model_from_config), which knows that.)
         return cls(**{"arch": "unet", **data})
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], where: str, fix: str) -> "TrainConfig":
+        """A config a run stored (its config.json, a checkpoint's), checked as `xaug train` checks
+        its settings: a wrong type or value is one line naming `where`, the key and `fix` (what to
+        do). Keys an older trainer did not write take their defaults (see from_dict; the model
+        itself is rebuilt from the stored dict by trainer.model.model_from_config)."""
+        data = {k: v for k, v in data.items() if k not in STORED_NOTES}
+        for block, known in (("", {f.name for f in fields(cls)}), ("aug.", {f.name for f in fields(OnlineAug)})):
+            given = data if not block else data.get("aug")
+            unknown = sorted(set(given) - known) if isinstance(given, dict) else []
+            if unknown:
+                raise XaugError(f"unknown key(s) {', '.join(block + k for k in unknown)}; {fix}", where=where)
+        for f in fields(cls):
+            problem = _type_problem(f, data[f.name]) if f.name in data else None
+            if problem:
+                raise XaugError(f"{f.name}: {problem}; {fix}", where=where)
+        try:
+            return cls.from_dict(data)
+        except XaugError as exc:
+            key = (exc.where or "config").lstrip("-").replace("-", "_")
+            line = exc.message if exc.message.startswith(key) else f"{key}: {exc.message}"
+            raise XaugError(f"{line}; {fix}", where=where) from None
+        except (TypeError, ValueError) as exc:  # `aug`: a value OnlineAug cannot compare or convert
+            raise XaugError(f"aug: {exc}; {fix}", where=where) from None
 
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig.from_dict({**self.to_dict(), **changes})

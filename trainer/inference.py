@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from trainer.config import TrainConfig
 from trainer.data import EvalItem, EvalSet, collate_eval, loader_context, worker_init_for
 from trainer.metrics import (dice_counts, dice_from_counts, rle_torch, upsample_chunks, upsample_threshold,
                              unpack_masks)
@@ -68,6 +69,9 @@ def load_model(run_dir: Path, device: str | torch.device = "auto", which: str | 
     path = Path(run_dir) / which if which else checkpoint_path(Path(run_dir))
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = ckpt["config"]
+    # the settings the model is rebuilt from, checked as `xaug train` checks them, before building it
+    TrainConfig.from_stored(cfg, str(path), "the checkpoint's settings were edited or are damaged: train the run "
+                            "again or start a new run with `xaug train --run NEW_NAME`")
     try:
         model = model_from_config(cfg)
     except ImportError as e:  # an smp run on a machine without smp

@@ -26,9 +26,11 @@ from xaug.outputs import check_output_dir, check_output_file
 RUNS_ROOT = Path("runs")
 
 
-def run_path(run: str | Path) -> Path:
+def run_path(run: str | Path, flag: str = "--run") -> Path:
     """A run name ("baseline") lives under runs/; anything with a separator is a path."""
     text = str(run)
+    if not text.strip():  # "" would be runs/ itself
+        raise XaugError("is empty; give a run name (a folder under runs/) or a run folder's path", where=flag)
     if "/" in text or "\\" in text or text.startswith("."):
         return Path(text)
     return RUNS_ROOT / text
@@ -64,6 +66,10 @@ def read_run_config(run_dir: Path) -> dict:
     size = cfg.get("size")
     if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 16384):
         raise XaugError(f"config.json: size {size!r} is not an image side in pixels; {_NEW_RUN}", where=str(path))
+    from trainer.config import TrainConfig
+
+    # every setting, checked as `xaug train` checks it (a run of an older trainer lacks newer keys: defaults)
+    TrainConfig.from_stored(cfg, str(path), f"config.json was edited or damaged: restore it, or {_NEW_RUN}")
     return cfg
 
 
@@ -319,6 +325,8 @@ def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = N
     from trainer.inference import iter_rle
     from trainer.submit import write_rle_submission
 
+    if split not in ("test", "val"):  # anything else used to predict the val persons silently
+        raise XaugError(f"unknown split {split!r}; use test or val", where="--split")
     run_dir = run_path(run)
     cfg = read_run_config(run_dir)
     check_output_file(Path(out), "--out", store)  # before any inference

@@ -260,6 +260,9 @@ def scan_layout(root: Path, lenient: bool = False, parse: bool = True) -> ScanRe
     silently left out; folders whose name starts with a dot (`.ipynb_checkpoints`) are skipped.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise BadInput("is a file, not a folder; give the folder that holds train/DCM and train/outputs_json "
+                       "(unpack an archive first)", where=str(root))
     if not root.is_dir():
         raise BadInput("no such folder; give the root of a competition-layout dataset", where=str(root))
     samples: list[Sample] = []

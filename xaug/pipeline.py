@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from xaug import __version__
 from xaug.errors import BadInput, XaugError
+from xaug.seeds import SEED_MAX
 from xaug.store.execute import CHUNK, BuildRequest, BuildResult, MadeItem, build, default_jobs, run_tasks  # noqa: F401
 from xaug.store.hashing import canonical_json
 # the safe YAML reading is shared with ablation specs; these names stay importable from here
@@ -52,7 +53,7 @@ class PipelineBase(BaseModel):
                         description="Source version: a name ('raw', newest), 'raw_v2', or a hash prefix.")
     split: Literal["train", "test"] = Field(
         "train", description="Split to read. From train only persons outside the validation fold are used.")
-    seed: int = Field(0, ge=0, description="Seed of every random draw; another seed makes another version.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random draw; another seed makes another version.")
     include_source: bool = Field(
         False, description="Also list the source items used, by reference (no bytes copied).")
 

@@ -61,6 +61,9 @@ def eda_cmd(
 
 def find_item(samples, item: str):
     """The sample named by `item`: its relpath, file name or stem (unique)."""
+    if not item.strip():
+        raise BadInput("is empty; give an item's relative path, file name or stem (list them with "
+                       "`xaug show NAME --items`)", where="ITEM")
     for key in ("relpath", "name", "stem"):
         hits = [s for s in samples if getattr(s, key) == item]
         if len(hits) == 1:
@@ -111,13 +114,13 @@ def errors_cmd(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Where a run's predictions fail: confusion (red), missed (yellow), over-prediction (green)."""
-    from trainer.inference import predict_dataset, run_config
-    from trainer.runs import eval_samples, labelled, run_path
+    from trainer.inference import predict_dataset
+    from trainer.runs import eval_samples, labelled, read_run_config, run_path
 
     from xaug.report.errors import write_error_report
 
     run_dir = run_path(run)
-    cfg = run_config(run_dir)
+    cfg = read_run_config(run_dir)
     store = open_store(home)
     ds, samples = eval_samples(store, cfg, dataset, split)
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")

@@ -11,6 +11,7 @@ import typer
 
 from xaug.cli.common import HomeOption, QuietOption, open_store, out, print_json, print_table
 from xaug.classes import CLASSES
+from xaug.errors import BadInput
 
 
 def register(app: typer.Typer) -> None:
@@ -185,15 +186,24 @@ def compare_cmd(
     split: Optional[str] = typer.Option(None, "--split", help="Use each run's evaluation of this split (default: newest)."),
     png: Optional[Path] = typer.Option(None, "--png", help="PNG to write (default: compare.png beside the first run)."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    home: Optional[Path] = HomeOption,
 ) -> None:
     """Per-class Dice of runs side by side, with the difference to the first run."""
     from trainer.compare import compare, plot_comparison
     from trainer.runs import load_evaluation, run_path
 
+    from xaug.outputs import check_output_file
+
+    for r in runs:
+        run_path(r, flag="RUNS")
+    png_path = png or run_path(runs[0]).parent / "compare.png"
+    if png_path.suffix.lower() != ".png":  # matplotlib picks the format by the suffix
+        raise BadInput("is not a .png file name; give one such as compare.png", where=f"--png {png_path}")
+    check_output_file(png_path, "--png", open_store(home), example="compare.png")  # before reading any run
     evals = [load_evaluation(r, split) for r in runs]
     names = [run_path(r).name for r in runs]
     comp = compare(evals, names)
-    png_path = plot_comparison(comp, png or run_path(runs[0]).parent / "compare.png")
+    png_path = plot_comparison(comp, png_path)
     if json_out:
         print_json({**comp.to_json(), "png": str(png_path)})
         return

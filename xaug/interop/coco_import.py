@@ -18,6 +18,7 @@ import numpy as np
 from xaug.classes import CLASS_INDEX, CLASSES
 from xaug.errors import BadInput
 from xaug.interop.coco import DEFAULT_TOLERANCE, from_coco_polygon, mask_to_rings, rle_to_mask
+from xaug.seeds import seed_problem
 
 PERSON_DIR_RE = re.compile(r"ID\d+")
 
@@ -368,10 +369,15 @@ def import_coco(store, root: Path | str, coco_json: Sequence[Path | str] | None 
 
     check_name(name)
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise BadInput("is a file, not a folder; give the folder that holds the COCO images (a COCO .json "
+                       "file goes to --coco-json)", where=str(root))
     if not root.is_dir():
         raise BadInput("no such folder; give the folder that holds the COCO images", where=str(root))
     if not np.isfinite(tolerance) or not 0 <= float(tolerance) <= 10:
         raise BadInput(f"--rle-tolerance is a distance in pixels from 0 to 10, got {tolerance}")
+    if seed_problem(split_seed):
+        raise BadInput(f"--split-seed {seed_problem(split_seed)}", where="import")
     files = [Path(p) for p in coco_json] if coco_json else sorted((root / "annotations").glob("*.json"))
     if not files:
         raise BadInput("no COCO file: give --coco-json FILE (or put it under annotations/)", where=str(root))

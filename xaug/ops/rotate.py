@@ -69,7 +69,9 @@ class RotateSpec(BaseModel):
     @classmethod
     def _angles(cls, v: Any) -> Any:
         if isinstance(v, str):
-            parts = [p for p in re.split(r"[,\s]+", v.strip()) if p]
+            parts = re.split(r"\s*,\s*|\s+", v.strip()) if v.strip() else []
+            if "" in parts:  # '1,,2' or '1,2,': a lost angle, not a separator to skip
+                raise ValueError(f"{v!r} has an empty item between commas; give each angle once, e.g. '-30,-15,15,30'")
             try:
                 return [float(p) for p in parts]
             except ValueError:
@@ -86,6 +88,8 @@ class RotateSpec(BaseModel):
     @field_validator("angles")
     @classmethod
     def _angle_values(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and len(v) == 0:  # here, not in _check: the problem names `angles` (--angles)
+            raise ValueError("angles is empty; give at least one angle or leave it out")
         if v is not None and len(v) > 10_000:
             raise ValueError(f"angles lists {len(v)} values; give at most 10,000 (or a range)")
         if v is not None and not all(-360 <= a <= 360 for a in v):  # NaN and infinities fail too
@@ -97,8 +101,6 @@ class RotateSpec(BaseModel):
         lo, hi = self.angle_range
         if lo > hi:
             raise ValueError(f"angle_range low {lo} is above high {hi}")
-        if self.angles is not None and len(self.angles) == 0:
-            raise ValueError("angles is empty; give at least one angle or leave it out")
         if isinstance(self.fill, float) and not 0 <= self.fill <= 255:
             raise ValueError("fill must be 'texture', 'background' or a pixel value 0..255")
         return self

@@ -24,6 +24,7 @@ from filelock import FileLock
 from xaug.errors import BadInput, UnknownDataset, XaugError
 from xaug.layout import META_SHEET, PersonMeta, label_relpath_for, parse_annotation_doc, read_meta, write_meta
 from xaug.model import Sample
+from xaug.seeds import seed_problem
 from xaug.store.hashing import HashCache, canonical_json, sha256_bytes, sha256_file
 from xaug.store.manifest import FileEntry, ItemEntry, item_entry, manifest_id, new_manifest
 
@@ -796,8 +797,8 @@ class Store:
         be = get_backend(backend)  # a missing `distributed` is one line, before any work
         if not (isinstance(folds, int) and 1 <= folds <= 100):
             raise BadInput(f"--folds is the k of a k-fold split: 1 to 100, got {folds}", where="import")
-        if not (isinstance(split_seed, int) and 0 <= split_seed < 2**32):
-            raise BadInput(f"--split-seed must be 0 to 2**32 - 1, got {split_seed}", where="import")
+        if seed_problem(split_seed):
+            raise BadInput(f"--split-seed {seed_problem(split_seed)}", where="import")
         self._check_home()
         root = Path(path)
         scan = scan_layout(root, parse=False)

@@ -16,6 +16,7 @@ from xaug.classes import CLASSES
 from xaug.errors import BadInput
 from xaug.layout import annotation_bytes, annotation_doc, encode_png
 from xaug.model import Annotation
+from xaug.seeds import seed_problem
 from xaug.synth.anatomy import annotation_polygons, hand_geometry
 from xaug.synth.plan import ItemPlan, RealLook, appearance_spec, plan_dataset
 from xaug.synth.render import render, render_realistic
@@ -53,8 +54,8 @@ def synth_spec(persons: int, seed: int, size: int = 2048, rotated_train: float =
         problems.append(f"at most 999 persons fit the ID001..ID999 folders, got {persons + test_persons}")
     if not 64 <= size <= 8192:
         problems.append(f"--size must be between 64 and 8192 pixels, got {size}")
-    if not 0 <= seed < 2**63:
-        problems.append(f"--seed must be 0 or more (below 2**63), got {seed}")
+    if seed_problem(seed):
+        problems.append(f"--seed {seed_problem(seed)}")
     for flag, rate in (("--rotated-train", rotated_train), ("--rotated-test", rotated_test)):
         if not 0.0 <= rate <= 1.0:
             problems.append(f"{flag} is a fraction of images between 0 and 1, got {rate}")
