@@ -9,7 +9,6 @@ training size are upsampled bilinearly to the image's own size and thresholded a
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -197,9 +196,3 @@ def predict_dataset(run_dir: Path | str, samples: Sequence[Sample], device: str 
     for sample, pred, _ in iter_predictions(model, samples, cfg["size"], tta=tta, batch=batch, workers=workers):
         yield sample, pred.cpu().numpy()
 
-
-def run_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise XaugError("not a run folder (no config.json); train one with `xaug train`", where=str(run_dir))
-    return json.loads(path.read_text())
