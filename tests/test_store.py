@@ -421,3 +421,21 @@ def test_unchanged_reimport_does_not_reparse_labels(store, layout, monkeypatch):
     lab.write_text(lab.read_text() + " ")
     ds2, created2, stats = store.import_folder(layout)
     assert created2 and calls == [lab.relative_to(layout).as_posix()] and stats["hashed"] == 1
+
+
+def test_person_folders_named_by_number_join_the_sheet(tmp_path):
+    """Folders '001' (not 'ID001') with the sheet's '001' rows: metadata reaches the split, the
+    version's persons and derived versions (it was silently empty)."""
+    from xaug import pipeline as P
+
+    root = make_layout(tmp_path / "src", persons=4, test_persons=0)
+    for top in ("DCM", "outputs_json"):
+        for d in sorted((root / "train" / top).iterdir()):
+            d.rename(d.with_name(d.name[2:]))
+    store = Store(tmp_path / "home")
+    ds, _, _ = store.import_folder(root, name="raw")
+    assert sorted(ds.persons) == ["001", "002", "003", "004"]
+    assert ds.persons["002"].age == 22.0 and ds.persons["002"].note == "has nail art"
+    flipped = P.run_pipeline(store, P.parse_pipeline({"name": "f", "steps": [{"op": "flip"}]}), jobs=1,
+                             progress=False).dataset
+    assert {p: m.age for p, m in flipped.persons.items()} == {p: ds.persons[p].age for p in flipped.persons}

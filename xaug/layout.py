@@ -488,6 +488,29 @@ def read_meta(path: Path | Any, where: str | None = None) -> dict[str, PersonMet
     return out
 
 
+def persons_by_folder(meta: dict[str, PersonMeta], folders: Iterable[str]) -> dict[str, PersonMeta]:
+    """The sheet's rows keyed by the dataset's person folder names. `read_meta` keys rows as
+    'ID001' whatever the sheet holds ('001', 1, 1.0); a folder named '001' or '1' gets the row of
+    the same number (its `person` set to the folder name). Rows of no folder keep their key.
+
+    >>> persons_by_folder({"ID001": PersonMeta("ID001", age=30.0)}, ["001"])["001"].age
+    30.0
+    """
+    from dataclasses import replace
+
+    out = dict(meta)
+    names = set(folders)
+    for folder in sorted(names):
+        if folder in meta:
+            continue
+        pid = person_id(folder)
+        if pid is not None and pid in meta:
+            out[folder] = replace(meta[pid], person=folder)
+            if pid not in names:
+                out.pop(pid, None)
+    return out
+
+
 def write_meta(path: Path, persons: Iterable[PersonMeta], quirks: bool = True) -> None:
     """Write meta_data.xlsx in the real sheet's format (zero-padded IDs, Korean headers, quirks)."""
     import openpyxl

@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator
 from filelock import FileLock
 
 from xaug.errors import BadInput, UnknownDataset, XaugError
-from xaug.layout import META_SHEET, PersonMeta, label_relpath_for, parse_annotation_doc, read_meta, write_meta
+from xaug.layout import (META_SHEET, PersonMeta, label_relpath_for, parse_annotation_doc, persons_by_folder,
+                         read_meta, write_meta)
 from xaug.model import Sample
 from xaug.seeds import seed_problem
 from xaug.store.hashing import HashCache, canonical_json, sha256_bytes, sha256_file
@@ -429,8 +430,9 @@ class Dataset:
             if sheet is None:
                 self._persons = {}
             else:
-                self._persons = SheetCache(self.store.home).read(
+                rows = SheetCache(self.store.home).read(
                     sheet.sha256, lambda: self.read_file(sheet), where=f"{self.name}: {META_SHEET}")
+                self._persons = persons_by_folder(rows, {e.person for e in self.entries})
         return self._persons
 
     def file_entries(self) -> Iterator[FileEntry]:
@@ -807,7 +809,7 @@ class Store:
         meta: dict[str, PersonMeta] = {}
         if sheet.is_file():
             try:
-                meta = read_meta(sheet)
+                meta = persons_by_folder(read_meta(sheet), {s.person for s in scan.samples})
             except XaugError as exc:
                 problems += exc.lines()
         cache = HashCache(self.home / "cache" / "hashes.sqlite", trust=not rehash)
