@@ -309,3 +309,16 @@ def test_an_image_in_a_sub_folder_of_a_person_folder_is_refused_not_dropped(root
     assert (f"error: {rel}/extra: a sub-folder of a person folder holds 1 image file(s) that xaug would not "
             "read; it reads train/DCM/<ID>/<name>.png: move them up or remove the folder") in _problem_lines(res)
     assert snapshot(home) == before
+
+
+def test_bad_annotations_point_at_lenient_and_other_problems_do_not(root, home):
+    label = first_label(root)
+    _set_points(label, 4, [[1, 1], [2, 2]])
+    _set_points(label, 5, [[1, 1], [2, 2], [90, 3]])
+    res = _import(root, home)
+    assert _problem_lines(res)[0] == (f"error: 2 problem(s) in {root}; nothing was registered; fix them, or import "
+                                      "with --lenient to skip the 2 bad annotation(s) (recorded in the manifest)")
+    assert _import(root, home, "--lenient").exit_code == 0
+    label.write_text("{not json")  # a whole file: --lenient would not help, so it is not offered
+    res = _import(root, home)
+    assert _problem_lines(res)[0] == f"error: 1 problem(s) in {root}; nothing was registered"

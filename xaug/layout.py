@@ -132,10 +132,13 @@ def parse_annotation_doc(data: bytes, where: str, lenient: bool = False, size: t
         elif lenient:
             skipped.append({"file": where, "annotation": i, "reason": msg})
         else:
-            problems.append(f"{where}: annotation {i}: {msg}")
+            problems.append(f"{where}: annotation {i}: {msg}")  # the form ANNOTATION_PROBLEM matches
     doc_extra = {k: v for k, v in doc.items() if k != "annotations"}
     return anns, doc_extra, problems, skipped
 
+
+# A problem line of one annotation (which --lenient would skip), as parse_annotation_doc writes it.
+ANNOTATION_PROBLEM = re.compile(r"^\S.*?: annotation \d+: ")
 
 _JSON_NUMBER = (int, float)
 

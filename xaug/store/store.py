@@ -831,7 +831,12 @@ class Store:
                 for w in warnings_:
                     on_warning(w)
         if problems:
-            raise BadInput(f"{len(problems)} problem(s) in {root}; nothing was registered",
+            from xaug.layout import ANNOTATION_PROBLEM
+
+            skippable = sum(1 for p in problems if ANNOTATION_PROBLEM.match(p))
+            hint = (f"; fix them, or import with --lenient to skip the {skippable} bad annotation(s) "
+                    "(recorded in the manifest)" if skippable and not lenient else "")
+            raise BadInput(f"{len(problems)} problem(s) in {root}; nothing was registered{hint}",
                            problems=sorted(problems))
         stats = {"hashed": cache.hashed, "reused": cache.reused}
         train_persons = [s.person for s in scan.samples if s.split == "train"]
