@@ -124,8 +124,11 @@ def test_sources_are_drawn_uniformly():
 
 
 def test_too_few_sources_is_a_user_error():
-    with pytest.raises(XaugError, match="2x3 mosaic of 64x64 needs 6 different sources.*only 4 qualify"):
+    with pytest.raises(XaugError, match=r"2x3 mosaic of size \[64, 64\] \(height, width\) needs 6 different sources.*only 4 qualify"):
         OP.plan(MosaicSpec(grid="2x3", n=1), sources_of(4, 64), rng_for_seed(0))
+    tall = [SourceInfo(f"train/DCM/ID{i}/a.png", f"ID{i}", None, "train", 517, 301) for i in range(3)]
+    with pytest.raises(XaugError, match=r"2x2 mosaic of size \[517, 301\] \(height, width\)"):  # not 301x517
+        OP.plan(MosaicSpec(grid="2x2", n=1), tall, rng_for_seed(0))
     small = [SourceInfo("train/DCM/ID9/a.png", "ID9", None, "train", 32, 32)]
     with pytest.raises(XaugError, match="only 3 qualify"):
         OP.plan(MosaicSpec(n=1), sources_of(3, 64) + small * 2, rng_for_seed(0))
