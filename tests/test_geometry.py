@@ -147,6 +147,19 @@ def test_min_area_drops_small_parts():
     assert G.transform_annotations([ann], G.translation_matrix(-28, 0), (40, 40), min_area=61) == []
 
 
+def test_min_area_keeps_whole_small_polygons():
+    """min_area drops what clipping cut off (slivers at a border), never a whole bone still in the
+    image: in a small image a carpal can be under 16 px^2 and must not vanish while its pixels stay."""
+    small = Annotation("Pisiform", np.array([[10, 10], [13, 10], [13, 13], [10, 13]]))   # 9 px^2
+    moved = G.transform_annotations([small], G.translation_matrix(5, 3), (40, 40), min_area=16)
+    assert len(moved) == 1 and area(moved[0].points) == 9
+    turned = G.transform_annotations([small], G.rotation_matrix(30, (20, 20)), (40, 40), min_area=16)
+    assert len(turned) == 1 and 6 <= area(turned[0].points) <= 12   # snapped to the pixel grid
+    # the same polygon cut by the border: the 3 px^2 left inside is a sliver, dropped
+    assert G.transform_annotations([small], G.translation_matrix(-12, 0), (40, 40), min_area=16) == []
+    assert len(G.transform_annotations([small], G.translation_matrix(-12, 0), (40, 40), min_area=0)) == 1
+
+
 def test_outside_and_degenerate_inputs_vanish():
     far = Annotation("Ulna", np.array([[100, 100], [120, 100], [120, 120]]))
     line = Annotation("Ulna", np.array([[1, 1], [5, 5], [9, 9]]))

@@ -4,6 +4,13 @@ The id is the hash of the manifest (every file's sha256, the spec, the seed, the
 unchanged id means unchanged bytes, lineage and recipe. If one of these changes, a change to the
 code changed what an existing command produces: that needs a new GENERATOR_VERSION / spec field,
 not a new pinned value.
+
+Changed on purpose once, in xaug 0.1.1: `min_area` dropped whole small bones, not only the slivers
+clipping cuts off (at this fixture's 128 px some carpals are under 16 px^2 and vanished from rotated
+and mosaic copies while their pixels stayed). The rotate, rotate_wrist, mosaic and combined ids
+below are those of the fix. The version bump changes every plan key (which the manifest records, so
+every derived id), so no store reuses a version built with the bug; the demo's 512 px builds
+have the same bytes before and after.
 """
 from __future__ import annotations
 
@@ -16,10 +23,10 @@ from xaug.synth.generate import synthesize
 PINNED = {
     "synth": "418efb2cfffd3809dadef0b6b31661f0166e33cf443552716ae704a4394ae9d3",
     "synth_swaps": "0c38d41fcd4a1fdaa4240e54cd06bf0a04042861018fcac9219697df60c2fa25",
-    "rotate": "f94762639bb800e5abf1f1f7c85541818687b1d3c9d5158582a2dd02fe7bc74b",
-    "rotate_wrist": "b9f9f8028974bbac8dd1be399cf9738184a9a4e5c7ed894142a05412c5b642df",
-    "mosaic": "58f2e974567a7efa08f24f2c28d252150f5c985988570aa2561c0605cd2b27d0",
-    "combined": "42b08651732bf8005be9462ae1ff9e4bb8f47f8fe63f0b058c8845b38805e1e5",
+    "rotate": "96c8c64a5b5808321b753f5bf0d70c429fb2751cd92643d13ba2869bc069d342",
+    "rotate_wrist": "ce9e694aa0378aa5f47062ca4dfc4e612fa8e216a90d08e9b0f1688adfc59338",
+    "mosaic": "6e56b50d82864cf9b0d29c64d9f51c2c6d15fe160c568d7af321b968debe48ae",
+    "combined": "0296b849565208b09266b1b86e98ca4006277cbf10e069798495f084feb7ce5d",
 }
 
 PIPELINES = {

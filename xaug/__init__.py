@@ -9,7 +9,7 @@ The public Python API (loaded on first use, so `import xaug` stays light):
 
 `xaug.torch.SegmentationDataset` wraps a version for PyTorch (the only module that imports torch).
 """
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 _API = {"open", "datasets", "Dataset", "Item", "Polygon", "FileRef", "VersionInfo", "resolve_home"}
 __all__ = sorted(_API | {"__version__", "CLASSES"})

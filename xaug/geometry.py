@@ -166,13 +166,17 @@ def ring_points(poly: Polygon) -> np.ndarray:
 
 
 def clip_polygons(polys: Iterable[Polygon], clip: Polygon, min_area: float = 0.0) -> list[Polygon]:
-    """Clip to `clip` (a box), snap to the integer grid and drop parts with area < min_area."""
+    """Clip to `clip` (a box), snap to the integer grid and drop the parts that clipping cut off
+    with area < min_area. A polygon wholly inside `clip` is kept whatever its area: it is a whole
+    bone still in the image (a small bone in a small image), not a sliver at a border."""
     out: list[Polygon] = []
     for poly in polys:
-        inside = poly if clip.contains(poly) else poly.intersection(clip)
+        whole = clip.contains(poly)
+        inside = poly if whole else poly.intersection(clip)
+        floor = 0.0 if whole else min_area
         for part in polygonal_parts(inside):
             for snapped in snap_to_grid(part):
-                if snapped.area > 0 and snapped.area >= min_area:
+                if snapped.area > 0 and snapped.area >= floor:
                     out.append(snapped)
     return out
 
@@ -199,7 +203,7 @@ def _fast_path(points: np.ndarray, clip: Polygon, min_area: float) -> np.ndarray
     if len(rounded) < 3:
         return None
     poly = Polygon(rounded)
-    if not poly.is_valid or poly.area <= 0 or poly.area < min_area:
+    if not poly.is_valid or poly.area <= 0:  # whole and inside: min_area is for cut-off parts
         return None
     return rounded.astype(np.int64)
 

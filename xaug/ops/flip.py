@@ -30,7 +30,7 @@ class FlipSpec(BaseModel):
 
     op: Literal["flip"] = "flip"
     min_area: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False,
-                            description="drop polygon parts smaller than this (px^2)")
+                            description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
 
 
 @register_op("flip")

@@ -53,7 +53,7 @@ class MosaicSpec(BaseModel):
     size: tuple[StrictInt, StrictInt] | None = Field(None, strict=False,
                                                      description="output (height, width); default: the most common source size")
     min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
-                            description="drop polygon parts smaller than this (px^2)")
+                            description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
 
     @field_validator("beta")
     @classmethod

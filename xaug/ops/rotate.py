@@ -50,7 +50,7 @@ class RotateSpec(BaseModel):
     band_width: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False,
                                      description="wrist blending band half width in px (default: estimated)")
     min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
-                            description="drop polygon parts smaller than this (px^2)")
+                            description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
 
     @field_validator("angle_range", mode="before")
     @classmethod
