@@ -241,6 +241,14 @@ def test_spec_problems_are_one_line_each_and_name_the_key(tmp_path):
     assert schema["title"] == "xaug ablation" and "candidates" in schema["properties"]
 
 
+@pytest.mark.parametrize("seeds", [10**12, list(range(1001))])
+def test_an_absurd_seed_count_is_one_line_before_any_list_is_made(seeds):
+    with pytest.raises(BadInput) as exc:
+        parse_ablation(_tiny_spec(seeds=seeds))
+    text = "\n".join(exc.value.lines())
+    assert len(exc.value.problems) == 1 and "seeds" in text and "at most 1000" in text
+
+
 # ---------------------------------------------------------------- end to end, killed and resumed
 
 def _ablate_cmd(spec: Path, home: Path, tmp: Path) -> list[str]:

@@ -125,6 +125,10 @@ class BootstrapSettings(_Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the resampling.")
 
 
+# More training seeds than any ablation runs (each seed is one training per arm).
+MAX_SEEDS = 1000
+
+
 class AblationSpec(_Strict):
     """An ablation: a baseline and candidates, trained over seeds with equal steps, compared on
     the same images (xaug ablate SPEC.yaml)."""
@@ -152,6 +156,10 @@ class AblationSpec(_Strict):
         for i, c in enumerate(self.candidates):
             if c.version is None and c.pipeline is None:
                 raise ValueError(f"candidates.{i} ({c.name}): give 'version' or 'pipeline'")
+        count = self.seeds if isinstance(self.seeds, int) else len(self.seeds)
+        if count > MAX_SEEDS:  # checked before the list is made: `seeds: 10**12` is a typo, not a plan
+            raise ValueError(f"seeds: {count:,} seeds would be {count:,} trainings per arm; use at most "
+                             f"{MAX_SEEDS} (3 to 5 give the spread over seeds)")
         seeds = self.seed_list()
         if not seeds or len(set(seeds)) != len(seeds) or any(seed_problem(s) for s in seeds):
             raise ValueError("seeds: a count >= 1 or a list of distinct seeds from 0 to 2**32 - 1")
