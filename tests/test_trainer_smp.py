@@ -75,6 +75,20 @@ def test_train_without_smp_is_a_one_line_error(no_smp, tmp_path):
     with pytest.raises(XaugError, match="segmentation_models_pytorch is not installed") as err:
         train(cfg, samples, [], tmp_path / "run", device="cpu", progress=False)
     assert err.value.where == "--arch"
+    assert not (tmp_path / "run").exists()  # no empty run folder left behind
+
+
+@pytest.mark.parametrize("arch, message", [("smp:FPN:resnet34", "no architecture 'FPN'; known: Unet, UnetPlusPlus"),
+                                           ("smp:Unet:resnet999", "cannot build Unet with encoder 'resnet999'")])
+def test_train_with_an_architecture_smp_lacks_is_a_one_line_error(fake_smp, tmp_path, arch, message):
+    from _trainer_data import make_samples
+    from trainer.loop import train
+
+    samples = make_samples(tmp_path / "data", n=2)
+    cfg = TrainConfig(arch=arch, size=64, batch=2, epochs=1, workers=0)
+    with pytest.raises(XaugError, match=message) as err:
+        train(cfg, samples, [], tmp_path / "run", device="cpu", progress=False)
+    assert err.value.where == "--arch" and not (tmp_path / "run").exists()
 
 
 def test_fake_smp_builds_the_named_architecture(fake_smp):

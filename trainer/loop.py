@@ -245,20 +245,19 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
     if (run_dir / "last.pt").exists() and not resume:
         raise XaugError("run folder already holds a run; pass --resume to continue it or choose "
                         "another --run", where=str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = _load_resume(run_dir, cfg) if resume else None
-    ddp.barrier(env)  # every rank has read the folder before rank 0 writes into it
-
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # only for libraries that still use it; xaug never does
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    try:
+    try:  # before the run folder exists: a model that cannot be made leaves no empty run behind
         model = model_from_config(cfg)
-    except ImportError as e:  # --arch smp:... without segmentation_models_pytorch
+    except (ImportError, ValueError) as e:  # --arch smp:... without smp, or an architecture/encoder smp lacks
         raise XaugError(str(e), where="--arch") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = _load_resume(run_dir, cfg) if resume else None
+    ddp.barrier(env)  # every rank has read the folder before rank 0 writes into it
     if ddp.want_sync_batchnorm(cfg.norm, dev, env):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(dev)
