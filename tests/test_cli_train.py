@@ -129,3 +129,15 @@ def test_dice_tables_keep_every_number_whole_on_a_narrow_non_terminal():
         assert name in text
     assert len([line for line in text.splitlines() if "0.9617" in line and "-0.0037" in line
                 and line.rstrip().endswith("+0.0006 │")]) == len(CLASSES)
+
+
+def test_compare_without_an_evaluation_of_the_split_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    """`xaug evaluate --run R` alone scores val: the hint for a missing test evaluation says --split test."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "base"
+    run.mkdir(parents=True)
+    (run / "eval_raw_v1_val.json").write_text(json.dumps({"split": "val", "mean_dice": 0.5, "per_class": {}}))
+    res = invoke("compare", "base", "--split", "test")
+    assert res.exit_code == 2
+    assert "no evaluation of split test in the run folder; run `xaug evaluate --run base --split test` first" \
+        in res.output

@@ -370,4 +370,4 @@ def load_evaluation(run: str | Path, split: str | None = None) -> dict:
         return {"run": run_dir.name, "split": "val", "dataset": "(training validation)",
                 "mean_dice": mean, "per_class": per}
     raise XaugError(f"no evaluation{' of split ' + split if split else ''} in the run folder; run "
-                    f"`xaug evaluate --run {run}` first", where=str(run_dir))
+                    f"`xaug evaluate --run {run}{' --split ' + split if split else ''}` first", where=str(run_dir))
