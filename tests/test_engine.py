@@ -225,12 +225,15 @@ for seed in (1, 2):
 
 
 class _DieOn:
-    """make_item that kills its worker on one task (as the OOM killer would), unless fixed; with
-    `spare`, in every process but that one (loky's command makes chunks too while its workers
-    start: there the poison must not kill the test itself)."""
+    """make_item that kills its worker from one task on (as the OOM killer would), unless fixed;
+    with `spare`, on every task in every process but that one. Never in the process that made it,
+    the test's own: a build whose command makes chunks too (loky's, while its workers start; the
+    fork pool falls back to loky when a thread left by an earlier test is still alive) would
+    otherwise end the whole test session without a word."""
 
     def __init__(self, poison: int, fixed: bool = False, spare: int | None = None):
         self.poison, self.fixed, self.spare = poison, fixed, spare
+        self.parent = os.getpid()
 
     def __call__(self, task: int):
         import numpy as np
@@ -238,9 +241,12 @@ class _DieOn:
         from xaug.layout import encode_png
         from xaug.store.work import MadeItem
 
-        if not self.fixed and (os.getpid() != self.spare if self.spare else task == self.poison):
+        pid = os.getpid()
+        if not self.fixed and pid != self.parent and (pid != self.spare if self.spare else task >= self.poison):
             os._exit(1)
-        time.sleep(0.05)
+        # the test's process makes its items slowly: on a busy machine loky's workers may take
+        # seconds to start, and the command must not have made every item before they do
+        time.sleep(0.25 if pid == self.parent else 0.05)
         return MadeItem(f"train/DCM/ID{task + 1:03d}/i{task}.png", encode_png(np.zeros((4, 4), np.uint8)), None,
                         person=f"ID{task + 1:03d}", split="train")
 
@@ -254,6 +260,9 @@ def test_a_killed_local_worker_is_one_line_and_a_rerun_resumes(tmp_path, monkeyp
     if pool == "fork" and LocalBackend.pool != "fork":
         pytest.skip("no fork here")
     monkeypatch.setattr(LocalBackend, "pool", pool)
+    if pool == "fork":  # the fork pool itself: earlier tests' dask clients leave distributed's idle
+        # offload thread, with which the command would take loky's pool instead (tested elsewhere)
+        monkeypatch.setattr("xaug.store.backends.fork_is_safe", lambda: True)
     store = Store(tmp_path / "store")
     request = BuildRequest("doomed", "test", "doomed-local-plan-01")
     relpath = lambda t: f"train/DCM/ID{t + 1:03d}/i{t}.png"  # noqa: E731
