@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import cv2
 import numpy as np
@@ -149,6 +150,45 @@ def test_report_files_worst_first_and_perfect_images_score_one(tmp_path):
     for im in rep.images:
         assert (tmp_path / "rep" / im.overlay).is_file() and im.overlay in html
     assert (tmp_path / "rep/img/shares.png").is_file() and (tmp_path / "rep/img/dice.png").is_file()
+
+
+def _kill_at_the_nth_file(monkeypatch, n):
+    """Every output file goes through xaug.store.atomic_write (one fsync each): stop the command
+    (as Ctrl-C does) while it writes its n-th file."""
+    calls, real = [], os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        real(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("n", [1, 3, 5, 6])  # an overlay, a plot, errors.json, images.csv
+def test_a_killed_report_over_an_earlier_one_shows_no_index_and_the_next_is_whole(tmp_path, monkeypatch, n):
+    samples = _samples(tmp_path)
+
+    def pairs():
+        return iter([(s, np.roll(class_masks(s.annotations, (96, 96)).astype(bool), i, axis=2))
+                     for i, s in enumerate(samples)])
+    rep = tmp_path / "rep"
+    write_error_report(pairs(), rep, "first", progress=False, overlay_side=64)
+    with monkeypatch.context() as m:
+        _kill_at_the_nth_file(m, n)
+        with pytest.raises(KeyboardInterrupt):
+            write_error_report(pairs(), rep, "second", progress=False, overlay_side=64)
+    # no index.html over a mix of old and new files, no summary of the earlier report; what is
+    # there is whole, and nothing half-written is left
+    assert not (rep / "index.html").exists() and not (rep / "errors.json").exists()
+    assert not (rep / "images.csv").exists()
+    assert all(cv2.imread(str(p)) is not None for p in rep.rglob("*.png"))
+    assert not [p for p in rep.rglob("*") if p.name.startswith(".")]
+    (rep / "img" / ".dice.png.999999.tmp").write_bytes(b"\x89PNG half")  # what a SIGKILL leaves
+    write_error_report(pairs(), rep, "third", progress=False, overlay_side=64)
+    assert "third" in (rep / "index.html").read_text() and json.loads((rep / "errors.json").read_text())["images"] == 3
+    assert len((rep / "images.csv").read_text().splitlines()) == 4
+    assert not [p for p in rep.rglob("*") if p.name.startswith(".")]
 
 
 def test_predictions_at_another_size_are_resized_to_the_image(tmp_path):

@@ -39,6 +39,7 @@ from trainer.bootstrap import Interval, paired_bootstrap, resample_counts, seed_
 from xaug.classes import CLASSES
 from xaug.errors import BadInput, XaugError
 from xaug.seeds import SEED_MAX, seed_problem
+from xaug.store import atomic_write
 from xaug.store.hashing import canonical_json
 
 ARM_NAME = r"[A-Za-z][A-Za-z0-9_-]{0,31}"
@@ -363,9 +364,13 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one
+    atomic_write(path, (json.dumps(data, indent=1) + "\n").encode())  # a kill leaves the old file or the new one
+
+
+def _save_png(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write(path, buf.getvalue())  # whole or absent, never a truncated PNG
 
 
 def scores_path(run_dir: Path, split: str, tta: str | None) -> Path:
@@ -797,13 +802,13 @@ def build_report(spec: AblationSpec, data, arms: list[ArmData], runs: list[Plann
 # ---------------------------------------------------------------- writing
 
 def write_report(report: dict[str, Any], out: Path) -> AblationResult:
-    out.mkdir(parents=True, exist_ok=True)
+    from xaug.report.html import begin_report
+
+    begin_report(out, ())  # index.html goes, and comes back last: a killed write shows no mixed report
     json_path = out / "ablate.json"
     _write_json(json_path, report)
     csv_path = out / "ablate.csv"
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    tmp.write_text(report_csv(report))
-    os.replace(tmp, csv_path)
+    atomic_write(csv_path, report_csv(report).encode())
     pngs = plot_report(report, out)
     html_path = write_html(report, out, pngs)
     return AblationResult(out, report, json_path, csv_path, html_path, pngs)
@@ -876,7 +881,7 @@ def plot_report(report: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         p = out / f"diff_subsets_{split}.png"
-        fig.savefig(p)
+        _save_png(fig, p)
         plt.close(fig)
         pngs.append(p)
 
@@ -897,7 +902,7 @@ def plot_report(report: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         p = out / f"diff_classes_{split}.png"
-        fig.savefig(p)
+        _save_png(fig, p)
         plt.close(fig)
         pngs.append(p)
     return pngs

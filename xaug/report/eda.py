@@ -210,8 +210,9 @@ def write_eda(samples: Sequence[Sample], out: Path, title: str, persons: Mapping
     """Write `out/index.html`, `out/summary.json`, `out/items.jsonl`, plots and thumbnails."""
     from xaug.report import plots
 
-    out = Path(out)
-    (out / "img").mkdir(parents=True, exist_ok=True)
+    from xaug.store import atomic_write
+
+    out = H.begin_report(out, ("summary.json", "items.jsonl"))
     col = collect(samples, jobs=jobs, progress=progress, overlap_side=overlap_side, backend=backend)
     recs = col.records
     lab = [r for r in recs if r.labelled]
@@ -318,11 +319,10 @@ def write_eda(samples: Sequence[Sample], out: Path, title: str, persons: Mapping
         H.grid(H.figure(_thumb(r.relpath, 360), _caption(r), 300, link=_thumb(r.relpath, 1024)) for r in gal),
         anchor="gallery"))
 
-    index = H.write_page(out / "index.html", title, sections, subtitle)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
-    with open(out / "items.jsonl", "w", encoding="utf-8") as fh:
-        for r in recs:
-            fh.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False).encode("utf-8"))
+    atomic_write(out / "items.jsonl",
+                 "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in recs).encode("utf-8"))
+    index = H.write_page(out / "index.html", title, sections, subtitle)  # last: the report is whole
     return EdaResult(index, summary)
 
 

@@ -24,6 +24,7 @@ ground truth (the image border is not an edge).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,9 +259,9 @@ def write_error_report(pairs: Iterable[tuple[Any, np.ndarray]], out: Path, title
     """Write `out/index.html`, `errors.json`, `images.csv`, plots and one overlay per image."""
     from xaug.report import html as H
     from xaug.report import plots
+    from xaug.store import atomic_write
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = H.begin_report(out, ("errors.json", "images.csv"))
     images = list(analyse_pairs(pairs, out, boundary_px, overlay_side, total, progress))
     images.sort(key=lambda im: (im.mean_dice, im.relpath))
     summary = summarize(images, boundary_px)
@@ -270,13 +271,14 @@ def write_error_report(pairs: Iterable[tuple[Any, np.ndarray]], out: Path, title
     plots.error_shares(counts, out / "img/shares.png", "Kinds of error per class (share of the class's error pixels)")
     plots.class_bars(dice, out / "img/dice.png", "Mean Dice per class", "Dice",
                      highlight=[int(i) for i in np.argsort(dice)[:3]])
-    (out / "errors.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    atomic_write(out / "errors.json", json.dumps(summary, indent=1).encode("utf-8"))
     rows = [im.to_row() for im in images]
-    with open(out / "images.csv", "w", newline="", encoding="utf-8") as fh:
-        if rows:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(out / "images.csv", buf.getvalue().encode("utf-8"))
 
     sh = summary["shares"]
     legend = " ".join(H.swatch(KIND_COLORS[k], name) for k, name in

@@ -103,7 +103,24 @@ def page(title: str, sections: Iterable[str], subtitle: str = "") -> str:
 
 
 def write_page(path: Path, title: str, sections: Iterable[str], subtitle: str = "") -> Path:
+    """Write the page atomically (a report writes its index.html last: see `begin_report`)."""
+    from xaug.store import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(title, sections, subtitle), encoding="utf-8")
+    atomic_write(path, page(title, sections, subtitle).encode("utf-8"))
     return path
+
+
+def begin_report(out: Path, own: Sequence[str]) -> Path:
+    """Before a report writes into `out`: remove its index.html and summary files `own` of an
+    earlier report, and what a killed write left (`.<name>.<pid>.tmp`). Every file is then written
+    whole (atomically) and index.html last, so a killed report has no index.html (nothing that
+    looks complete beside a mix of old and new files), and the same command writes it whole."""
+    out = Path(out)
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", *own):
+        (out / name).unlink(missing_ok=True)
+    for folder in (out, out / "img"):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+    return out

@@ -10,6 +10,7 @@ from xaug.errors import BadInput
 from xaug.layout import read_image
 from xaug.model import Annotation, Sample
 from xaug.raster import class_masks, overlay
+from xaug.store import atomic_write
 
 
 def resize_to(img: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
@@ -64,7 +65,7 @@ def write_rgb(path: Path, rgb: np.ndarray, quality: int = 88) -> Path:
     ok, buf = cv2.imencode(path.suffix, bgr, params)
     if not ok:
         raise BadInput("cannot encode an image with this file suffix; use .png or .jpg", where=str(path))
-    path.write_bytes(buf.tobytes())
+    atomic_write(path, buf.tobytes())  # a killed command leaves the old image or none, never half of one
     return path
 
 

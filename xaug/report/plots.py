@@ -24,9 +24,14 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
+    import io
+
+    from xaug.store import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format=path.suffix.lstrip(".").lower() or "png")
+    atomic_write(path, buf.getvalue())  # whole or absent, never a truncated PNG
     return path
 
 

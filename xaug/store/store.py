@@ -178,7 +178,10 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     return manifest
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: a kill leaves the old file
+    or the new one, never a half-written one (store files, and every report, CSV and PNG)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -220,7 +223,7 @@ def stage_item(staging: Path, image_relpath: str, image: bytes | Path, label: by
     staging = Path(staging)
     if isinstance(image, (bytes, bytearray, memoryview)):
         image_bytes = bytes(image)
-        _atomic_write(staging / image_relpath, image_bytes)
+        atomic_write(staging / image_relpath, image_bytes)
         image_info = {"path": image_relpath, "sha256": sha256_bytes(image_bytes), "size": len(image_bytes)}
     else:
         _atomic_copy(Path(image), staging / image_relpath)
@@ -229,11 +232,11 @@ def stage_item(staging: Path, image_relpath: str, image: bytes | Path, label: by
     label_info = None
     if label is not None:
         label_rel = label_relpath_for(image_relpath)
-        _atomic_write(staging / label_rel, label)
+        atomic_write(staging / label_rel, label)
         label_info = {"path": label_rel, "sha256": sha256_bytes(label), "size": len(label)}
     record = item_entry(image_info, label_info, person=person, side=side, split=split, fold=fold,
                         provenance=provenance or {}, meta=meta or {}, stored_in=None)
-    _atomic_write(_record_path(staging, image_relpath), canonical_json(record))
+    atomic_write(_record_path(staging, image_relpath), canonical_json(record))
     return record
 
 
@@ -504,7 +507,7 @@ class SheetCache:
             data = cached.read_bytes()
             sha = (self.dir / f"{key}.sha256").read_text().strip()
             if sha256_bytes(data) == sha:
-                _atomic_write(Path(path), data)
+                atomic_write(Path(path), data)
                 return sha, len(data)
         except OSError:
             pass
@@ -518,7 +521,7 @@ class SheetCache:
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
         try:
-            _atomic_write(path, data)
+            atomic_write(path, data)
         except OSError:  # a read-only store: it was only a cache
             pass
 
@@ -583,7 +586,7 @@ class Store:
         return refs
 
     def _write_refs(self, refs: dict[str, list[str]]) -> None:
-        _atomic_write(self._refs_path, json.dumps(refs, indent=1, sort_keys=True).encode())
+        atomic_write(self._refs_path, json.dumps(refs, indent=1, sort_keys=True).encode())
 
     def _load_manifest(self, id: str, check_id: bool = True) -> dict[str, Any]:
         """A version's manifest, its structure and paths checked and (with `check_id`) its content
@@ -715,7 +718,7 @@ class Store:
                 continue
         if missing or rebuild:
             try:
-                _atomic_write(self._plans_path, json.dumps(known, sort_keys=True).encode())
+                atomic_write(self._plans_path, json.dumps(known, sort_keys=True).encode())
             except OSError:  # a read-only store: it was only a cache
                 pass
         return {id: known.get(id) for id in ids}
@@ -757,7 +760,7 @@ class Store:
             if not (target / "manifest.json").is_file():
                 check_manifest(manifest, f"{name}: the manifest being published")  # never publish what open refuses
                 _prune_staging(stage_root / "data", manifest)
-                _atomic_write(stage_root / "manifest.json", json.dumps(manifest, indent=1).encode())
+                atomic_write(stage_root / "manifest.json", json.dumps(manifest, indent=1).encode())
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if target.exists():  # a folder without manifest: an interrupted publish
                     shutil.rmtree(target)
@@ -881,7 +884,7 @@ class Store:
             except (ValueError, UnicodeDecodeError):
                 pass  # a damaged cache entry: computed again below
         split = person_folds_for(persons, meta, k, seed)
-        _atomic_write(path, json.dumps(split).encode())
+        atomic_write(path, json.dumps(split).encode())
         return split
 
     def _hash_and_check(self, root: Path, scan, cache: HashCache, problems: list[str], lenient: bool,
@@ -998,7 +1001,7 @@ class Store:
 
         for rel in sorted(rewritten):  # lenient: labels without their bad annotations, made here
             if not (data_dir / rel).exists():
-                _atomic_write(data_dir / rel, rewritten[rel])
+                atomic_write(data_dir / rel, rewritten[rel])
         todo = [(str(src), str(data_dir / rel)) for rel, (src, _, _) in sorted(files.items())
                 if src is not None and not (data_dir / rel).exists()]
         if not todo:
@@ -1009,7 +1012,7 @@ class Store:
             left = todo
             if backend.name != "local" and storage != "bytes":
                 probe = self.home / "staging" / f".xaug-probe-{uuid.uuid4().hex}"
-                _atomic_write(probe, probe.name.encode())
+                atomic_write(probe, probe.name.encode())
                 try:
                     copied = []
                     for done in backend.map(partial(_copy_if_seen, str(probe)), todo, jobs):
