@@ -227,3 +227,31 @@ def test_cpu_popcount_counts_equal_the_device_counts(src, dst):
             psum[c0:c0 + pred.shape[0]] = pred.reshape(pred.shape[0], -1).sum(1)
         assert torch.equal(fast[0], inter) and torch.equal(fast[1], psum)
         assert torch.equal(fast[2], torch.from_numpy(gt.reshape(29, -1).sum(1)))
+
+
+def test_a_killed_evaluate_keeps_its_previous_csv_and_json_whole(tmp_path, monkeypatch):
+    """evaluate rewrites eval_<dataset>_<split>.{csv,json}: stopped mid-write (Ctrl-C, SIGTERM, a
+    kill), the previous file stays as it was, never truncated, and no temporary is left."""
+    import os
+
+    from trainer.compare import Comparison, plot_comparison
+
+    table = DiceTable()
+    table.add("img0.png", np.linspace(0, 1, 29))
+    writers = {"eval.csv": table.write_class_csv, "eval_images.csv": table.write_image_csv,
+               "eval.json": lambda p: table.write_json(p, run="r"),
+               "compare.png": lambda p: plot_comparison(Comparison(["a"], ["val"], ["d"], np.ones((1, 29)),
+                                                                   np.ones(1)), p)}
+    for name, write in writers.items():
+        write(tmp_path / name)
+    before = {name: (tmp_path / name).read_bytes() for name in writers}
+
+    def killed(fd):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "fsync", killed)
+    table.add("img1.png", np.zeros(29))
+    for name, write in writers.items():
+        with pytest.raises(KeyboardInterrupt):
+            write(tmp_path / name)
+    assert {name: (tmp_path / name).read_bytes() for name in writers} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(writers)

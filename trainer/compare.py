@@ -3,12 +3,14 @@ baseline); as rows for a table and as a PNG.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from xaug.classes import CLASSES
+from xaug.store import atomic_write
 
 
 @dataclass
@@ -63,7 +65,8 @@ def plot_comparison(comp: Comparison, out: Path | str) -> Path:
     ax2.set_xticks(x, CLASSES, rotation=70, fontsize=8)
     fig.suptitle("per-class Dice (" + ", ".join(sorted(set(comp.splits))) + ")")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write(out, buf.getvalue())  # a killed compare leaves the old PNG or none, never half of one
     return out

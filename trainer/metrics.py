@@ -13,6 +13,7 @@ on tensors so scoring runs on the GPU when there is one.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch.nn import functional as F
 
 from xaug.classes import CLASSES
 from xaug.raster import DICE_EPS
+from xaug.store import atomic_write
 
 
 def dice_per_class_torch(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -86,24 +88,26 @@ class DiceTable:
                 "per_class": {c: float(d) for c, d in zip(self.classes, self.per_class())}}
 
     def write_class_csv(self, path: Path) -> None:
-        """`class,dice` rows in class order, then `mean`."""
-        with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["class", "dice"])
-            for c, d in zip(self.classes, self.per_class()):
-                w.writerow([c, f"{d:.6f}"])
-            w.writerow(["mean", f"{self.mean():.6f}"])
+        """`class,dice` rows in class order, then `mean` (atomically, as every file below)."""
+        rows = [["class", "dice"], *([c, f"{d:.6f}"] for c, d in zip(self.classes, self.per_class())),
+                ["mean", f"{self.mean():.6f}"]]
+        _write_csv(path, rows)
 
     def write_image_csv(self, path: Path) -> None:
         """One row per image: `image_name,mean,<class>...` (for error analysis)."""
-        with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["image_name", "mean", *self.classes])
-            for name, row in zip(self.images, self.rows):
-                w.writerow([name, f"{row.mean():.6f}", *(f"{d:.6f}" for d in row)])
+        _write_csv(path, [["image_name", "mean", *self.classes],
+                          *([name, f"{row.mean():.6f}", *(f"{d:.6f}" for d in row)]
+                            for name, row in zip(self.images, self.rows))])
 
     def write_json(self, path: Path, **extra) -> None:
-        Path(path).write_text(json.dumps({**extra, **self.summary()}, indent=2) + "\n")
+        atomic_write(Path(path), (json.dumps({**extra, **self.summary()}, indent=2) + "\n").encode())
+
+
+def _write_csv(path: Path, rows) -> None:
+    """A killed command leaves the previous file or the new one, never a truncated CSV."""
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    atomic_write(Path(path), buf.getvalue().encode())
 
 
 def read_class_csv(path: Path) -> dict[str, float]:
