@@ -251,3 +251,35 @@ def test_online_geometry_is_seeded_and_off_by_default(tmp_path):
     assert OnlineAug(**{**aug.__dict__, "scale_range": [0.85, 1.15]}) == aug
     with pytest.raises(Exception, match="scale_range low 2.0 > high 1.0"):
         OnlineAug(scale_range=(2.0, 1.0))
+
+
+def test_a_resume_killed_while_it_rewrites_config_and_metrics_stays_resumable(tmp_path, monkeypatch):
+    """--resume rewrites metrics.jsonl and config.json before training: a kill there kept half a
+    config.json (the run could not be read nor resumed); now each file is the old one or the new."""
+    import os
+
+    samples = make_samples(tmp_path / "data", n=6)
+    cfg2 = TrainConfig(**{**TINY, "epochs": 2})
+    run = tmp_path / "run"
+
+    def kill(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg2, samples[:4], samples[4:], run, device="cpu", progress=False, on_epoch_end=kill)
+    before = {n: (run / n).read_bytes() for n in ("config.json", "metrics.jsonl")}
+    for n in (1, 2):  # stopped while writing metrics.jsonl, then config.json
+        calls = []
+
+        def fsync(fd, n=n):
+            calls.append(fd)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+        with monkeypatch.context() as m:
+            m.setattr(os, "fsync", fsync)
+            with pytest.raises(KeyboardInterrupt):
+                train(cfg2, samples[:4], samples[4:], run, device="cpu", progress=False, resume=True)
+        assert {n: (run / n).read_bytes() for n in before} == before
+        assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+    done = train(cfg2, samples[:4], samples[4:], run, device="cpu", progress=False, resume=True)
+    assert done.epochs_done == 2 and [r["epoch"] for r in read_metrics(run)] == [1, 2]

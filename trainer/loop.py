@@ -9,6 +9,7 @@ and augmentation are keyed by (seed, epoch, index), not by process state).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from trainer.metrics import DiceTable, StreamingImageCSV
 from trainer.model import count_parameters, model_from_config
 from xaug.errors import XaugError
 from xaug.model import Sample
+from xaug.store import atomic_write
 
 
 @dataclass
@@ -162,8 +164,10 @@ def plot_curves(run_dir: Path) -> Path:
     ax.set_title(Path(run_dir).name)
     fig.tight_layout()
     out = Path(run_dir) / "curve.png"
-    fig.savefig(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write(out, buf.getvalue())  # the previous curve or the new one, never a truncated PNG
     return out
 
 
@@ -276,13 +280,13 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
         torch.set_rng_state(ckpt["torch_rng"])
         if main:
             rows = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch]
-            (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     elif main:
-        (run_dir / "metrics.jsonl").write_text("")
-    if main:
-        (run_dir / "config.json").write_text(json.dumps(
+        atomic_write(run_dir / "metrics.jsonl", b"")
+    if main:  # atomically: a resume killed here keeps a readable config.json (the run stays resumable)
+        atomic_write(run_dir / "config.json", (json.dumps(
             {**cfg.to_dict(), "parameters": count_parameters(model), "environment": _environment(dev)},
-            indent=2) + "\n")
+            indent=2) + "\n").encode())
     if start_epoch >= cfg.epochs:
         ddp.barrier(env)
         return _result(run_dir, start_epoch, best, best_epoch)
