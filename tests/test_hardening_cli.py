@@ -107,12 +107,19 @@ def test_absurd_numeric_options_are_refused_by_the_spec(store_copy, args, first)
     ("{op: flip, min_area: true}", "steps.0.min_area: Input should be a valid number, got true"),
 ])
 def test_absurd_numbers_in_a_pipeline_file(store_copy, tmp_path, step, first):
+    res = _refused_pipeline(store_copy, tmp_path, f"steps: [{step}]\n")
+    assert f"error: {first}" in res.stderr, res.stderr
+
+
+def _refused_pipeline(home, tmp_path, text: str):
+    """`xaug run` of a pipeline file with `text`: refused (exit 2, no traceback), the store as it was."""
     file = tmp_path / "p.yaml"
-    file.write_text(f"steps: [{step}]\n")
-    before = snapshot(store_copy)
-    res = xaug("run", file, "--home", store_copy)
-    assert res.exit_code == 2 and f"error: {first}" in res.stderr, res.stderr
-    unchanged(store_copy, before)
+    file.write_text(text)
+    before = snapshot(home)
+    res = xaug("run", file, "--home", home)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    unchanged(home, before)
+    return res
 
 
 @pytest.mark.parametrize("top, first", [
@@ -121,13 +128,8 @@ def test_absurd_numbers_in_a_pipeline_file(store_copy, tmp_path, step, first):
     ("name: 7", "name: Input should be a valid string, got 7 (line 1)"),
 ])
 def test_ill_typed_top_level_pipeline_keys(store_copy, tmp_path, top, first):
-    file = tmp_path / "p.yaml"
-    file.write_text(f"{top}\nsteps: [{{op: flip}}]\n")
-    before = snapshot(store_copy)
-    res = xaug("run", file, "--home", store_copy)
-    assert res.exit_code == 2 and f"error: {first}" in res.stderr.splitlines(), res.stderr
-    assert "Traceback" not in res.output
-    unchanged(store_copy, before)
+    res = _refused_pipeline(store_copy, tmp_path, f"{top}\nsteps: [{{op: flip}}]\n")
+    assert f"error: {first}" in res.stderr.splitlines(), res.stderr
 
 
 def test_ill_typed_values_in_an_ablation_spec_name_the_key(tmp_path):
