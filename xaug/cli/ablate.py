@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out, print_json, print_table
+from xaug.cli.common import (HomeOption, JobsOption, QuietOption, console, count, open_store, out, print_json,
+                             print_table)
 
 
 def register(app: typer.Typer) -> None:
@@ -102,6 +103,7 @@ def print_tables(report: dict) -> None:
                 table.add_row(*cells, end_section=i == len(cands))
         print_table(table)
     steps = {a["steps"] for a in report["arms"].values()}
-    out.print("steps per run: " + ", ".join(f"{k} {a['steps']} ({a['epochs']} epochs x {a['train_images']} images)"
-                                            for k, a in report["arms"].items())
+    per_arm = (f"{k} {a['steps']} ({count(a['epochs'], 'epoch')} x {count(a['train_images'], 'image')})"
+               for k, a in report["arms"].items())
+    out.print("steps per run: " + ", ".join(per_arm)
               + ("" if len(steps) == 1 else " (not exactly equal: whole epochs)"), markup=False)

@@ -103,6 +103,11 @@ def error_lines(exc: BaseException) -> list[str]:
     return [f"{exc.__class__.__name__}: {exc}"]
 
 
+def count(n: int, noun: str) -> str:
+    """'1 epoch', '3 epochs': a count with its noun (plural by an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 

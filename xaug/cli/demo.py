@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, open_store, out, print_table
+from xaug.cli.common import HomeOption, JobsOption, QuietOption, console, count, open_store, out, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -120,7 +120,7 @@ def _print_comparison(data: list[dict], names: list[str]) -> None:
     for key, label in (("wrist_rotated", "rotated wrists"), ("upright", "upright hands")):
         vals = [(d.get("subsets") or {}).get(key, {}).get("mean_dice") for d in data]
         if any(v is not None for v in vals):
-            row(f"{label} ({(data[0].get('subsets') or {}).get(key, {}).get('images', 0)} images)", vals)
+            row(f"{label} ({count((data[0].get('subsets') or {}).get(key, {}).get('images', 0), 'image')})", vals)
     for cls in HARDEST:
         row(cls, [d["per_class"][cls] for d in data])
     print_table(table)
