@@ -132,3 +132,41 @@ def test_the_loader_server_preloads_torch_and_the_datasets(tmp_path):
     from trainer.data import FORKSERVER_PRELOAD
 
     assert "torch" in FORKSERVER_PRELOAD and "trainer.data" in FORKSERVER_PRELOAD
+
+
+# ---------------------------------------------------------------- Ctrl-C while workers start
+
+def test_a_signal_during_worker_start_up_is_delivered_after_it():
+    import signal
+
+    from trainer.data import signals_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the start-up ...
+            done.append("rest of the start-up")   # ... which still finishes
+    assert done == ["rest of the start-up"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is back
+    got = []
+    old = signal.signal(signal.SIGTERM, lambda n, _f: got.append(n))
+    try:
+        with signals_deferred():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)  # only the first one is delivered
+            assert got == []
+        assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_start_workers_returns_the_started_iterator():
+    from torch.utils.data import DataLoader
+
+    from trainer.data import loader_context, start_workers
+
+    loader = DataLoader(list(range(6)), batch_size=2, num_workers=1, persistent_workers=True,
+                        multiprocessing_context=loader_context())
+    it = start_workers(loader)
+    assert [b.tolist() for b in it] == [[0, 1], [2, 3], [4, 5]]
+    assert [b.tolist() for b in loader] == [[0, 1], [2, 3], [4, 5]]  # the next epoch, same workers

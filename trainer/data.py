@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -182,6 +184,33 @@ def start_loader_server() -> None:
     from multiprocessing import forkserver
 
     forkserver.ensure_running()
+
+
+@contextmanager
+def signals_deferred(signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C / SIGTERM until the block ends, then deliver the first one that came to the
+    handlers that were there. For short steps that must not be cut in half: a DataLoader's worker
+    start-up sends each worker its pickled state, and a command interrupted in the middle of that
+    left a worker printing `UnpicklingError: pickle data was truncated` after the command's own
+    one-line message. Outside the main thread (where handlers cannot be set) it defers nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _frame: got.append(n)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if got:
+            signal.raise_signal(got[0])
+
+
+def start_workers(loader):
+    """`iter(loader)`, with its worker processes started whole (`signals_deferred`)."""
+    with signals_deferred():
+        return iter(loader)
 
 
 def worker_init(_worker_id: int, main_pid: int | None = None) -> None:

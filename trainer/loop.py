@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from trainer import distributed as ddp
 from trainer.config import TrainConfig
 from trainer.data import (DiskCache, EpochSampler, TrainSet, loader_context, resized_images, start_loader_server,
-                          worker_init_for)
+                          start_workers, worker_init_for)
 from trainer.inference import autocast, default_workers, iter_dice, resolve_device
 from trainer.losses import BCEDiceLoss
 from trainer.metrics import DiceTable, StreamingImageCSV
@@ -337,7 +337,9 @@ def _train(cfg: TrainConfig, train_samples, val_samples, run_dir: Path, env: "dd
         loss_sum, n_batches, seen = torch.zeros((), device=dev), 0, 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress or not sys.stderr.isatty(), leave=False, file=sys.stderr)
-        for x, y in loader:
+        # the first epoch starts the (persistent) workers: not to be cut in half by a Ctrl-C
+        batches = start_workers(loader) if workers and epoch == start_epoch else loader
+        for x, y in batches:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, total, warmup, cfg.schedule, cfg.min_lr_ratio)
             x = x.to(dev, non_blocking=True)
