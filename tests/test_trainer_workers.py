@@ -141,23 +141,26 @@ def test_a_signal_during_worker_start_up_is_delivered_after_it():
 
     from trainer.data import signals_deferred
 
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_deferred():
-            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the start-up ...
-            done.append("rest of the start-up")   # ... which still finishes
-    assert done == ["rest of the start-up"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is back
+    # as in a terminal (a test run from a script may inherit SIGINT ignored)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     got = []
-    old = signal.signal(signal.SIGTERM, lambda n, _f: got.append(n))
+    old_term = signal.signal(signal.SIGTERM, lambda n, _f: got.append(n))
     try:
+        done = []
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of the start-up ...
+                done.append("rest of the start-up")   # ... which still finishes
+        assert done == ["rest of the start-up"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the handler is back
         with signals_deferred():
             signal.raise_signal(signal.SIGTERM)
             signal.raise_signal(signal.SIGINT)  # only the first one is delivered
             assert got == []
         assert got == [signal.SIGTERM]
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
 
 
 def test_start_workers_returns_the_started_iterator():
