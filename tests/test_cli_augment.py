@@ -71,6 +71,27 @@ def test_rotate_with_an_angle_list_and_wrist_pivot_records_provenance_for_show(h
         assert prov["source"].startswith("train/DCM/")
 
 
+def test_hands_without_the_wrist_bones_turn_about_the_default_wrist_and_are_counted_once(home, tmp_path):
+    full = xaug(home, "rotate", "--pivot", "wrist", "-q")
+    assert full.exit_code == 0 and "note:" not in full.stderr  # the synthetic labels have them all
+    layout = tmp_path / "layout"
+    assert xaug(home, "export", "raw", str(layout), "-q").exit_code == 0
+    labels = sorted((layout / "train" / "outputs_json").rglob("*.json"))
+    for path, keep in ((labels[0], lambda a: a["label"] not in ("Radius", "Ulna")), (labels[1], lambda a: False)):
+        doc = json.loads(path.read_text())
+        doc["annotations"] = [a for a in doc["annotations"] if keep(a)]
+        path.write_text(json.dumps(doc))
+    other = tmp_path / "other"
+    assert xaug(other, "import", str(layout), "-q").exit_code == 0
+    res = xaug(other, "rotate", "--pivot", "wrist", "-q")
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and re.match(r"note: 2 of \d+ images \(e\.g\. train/DCM/.+_rot0.*\.png\) come from labels "
+                                        r"with no Radius/Ulna or no carpal polygons", lines[0]), lines
+    again = xaug(other, "rotate", "--pivot", "wrist", "-q")  # a cache hit says nothing more
+    assert again.exit_code == 0 and again.stderr == ""
+
+
 def test_mosaic_and_flip(home):
     res = xaug(home, "mosaic", "--grid", "2x2", "--n", "3", "--beta", "0.3", "--seed", "2", "-q")
     assert res.exit_code == 0, res.output

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 
 from xaug.cli.common import (BackendOption, HomeOption, JobsOption, QuietOption, SchedulerOption, StorageOption,
-                             backend_choice, open_store, out, print_json)
+                             backend_choice, console, open_store, out, print_json)
 from xaug.errors import BadInput
 
 FromOption = typer.Option("raw", "--from", help="Source version: a name, name_vN or hash prefix.")
@@ -92,6 +92,15 @@ def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool, backend=N
     # run_pipeline refuses, before planning, what the disk or memory cannot hold
     result = run_pipeline(open_store(home), spec, jobs=jobs, progress=not quiet, backend=backend)
     out.print(result.summary(), markup=False)
+    if not result.cached:
+        from xaug.ops.rotate import default_pivot_items
+
+        entries = result.dataset.entries
+        lacking = default_pivot_items(entries)
+        if lacking:  # said once, not per image: the labels of these hands lack the wrist's bones
+            console.print(f"note: {len(lacking)} of {len(entries)} images (e.g. {lacking[0]}) come from labels with no Radius/Ulna or "
+                          "no carpal polygons; their hands turned about the default wrist (W/2, 0.72 H) and their "
+                          "provenance says wrist.estimated: false", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Union
+from typing import Any, Callable, Iterable, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
@@ -206,3 +206,11 @@ class Rotate(OpDef):
         prov.update(extra)
         prov["matrix"] = [[float(v) for v in row] for row in m]
         return out, out_anns, prov
+
+
+def default_pivot_items(entries: Iterable[Any]) -> list[str]:
+    """The images of a version whose hand turned about the default wrist, (W/2, 0.72 H) of an
+    upright hand, because their labels had no Radius/Ulna or no carpal polygons to find their own
+    (their provenance says `wrist.estimated: false`)."""
+    return [e.image.path for e in entries if e.provenance.get("pivot") == "wrist"
+            and (e.provenance.get("wrist") or {}).get("estimated") is False]
