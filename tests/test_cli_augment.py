@@ -92,6 +92,35 @@ def test_hands_without_the_wrist_bones_turn_about_the_default_wrist_and_are_coun
     assert again.exit_code == 0 and again.stderr == ""
 
 
+def test_rotations_and_flips_keep_their_labels_unknown_top_level_keys(home, tmp_path):
+    """The competition layout: keep unknown keys intact. A one-source item keeps its source label's
+    keys (the image-naming ones are its own); a mosaic, made of several labels, keeps none."""
+    layout = tmp_path / "layout"
+    assert xaug(home, "export", "raw", str(layout), "-q").exit_code == 0
+    for path in (layout / "train" / "outputs_json").rglob("*.json"):
+        doc = json.loads(path.read_text())
+        doc.update({"attributes": {"hand": "kept"}, "foo": [1, {"b": "ü"}]})
+        doc["metadata"]["dpi"] = 300
+        path.write_text(json.dumps(doc, ensure_ascii=False))
+    other = tmp_path / "other"
+    assert xaug(other, "import", str(layout), "-q").exit_code == 0
+    for args in (("rotate", "--pivot", "wrist"), ("flip",), ("mosaic", "--n", "2")):
+        res = xaug(other, *args, "-q")
+        assert res.exit_code == 0, res.output
+        ds = Store(other).open(args[0])
+        for entry in ds.entries:
+            doc = json.loads(ds.file_path(entry.label, entry.stored_in).read_bytes())
+            name = Path(entry.image.path).name
+            assert (doc["filename"], doc["file_id"]) == (name, Path(name).stem)
+            assert doc["parent_path"] == f"/{entry.person}"
+            assert doc["metadata"]["height"] > 0 and doc["metadata"]["width"] > 0
+            if args[0] == "mosaic":
+                assert "foo" not in doc and doc["attributes"] == {} and "dpi" not in doc["metadata"]
+            else:
+                assert doc["foo"] == [1, {"b": "ü"}] and doc["attributes"] == {"hand": "kept"}
+                assert doc["metadata"]["dpi"] == 300
+
+
 def test_mosaic_and_flip(home):
     res = xaug(home, "mosaic", "--grid", "2x2", "--n", "3", "--beta", "0.3", "--seed", "2", "-q")
     assert res.exit_code == 0, res.output

@@ -424,7 +424,9 @@ class PipelineMaker:
     def __setstate__(self, state: dict) -> None:
         self.cache = {}
 
-    def _load(self, st: SourcedTask) -> Callable[[str], tuple]:
+    def _load(self, st: SourcedTask, extras: dict[str, dict]) -> Callable[[str], tuple]:
+        """The op's loader: (image, annotations) of a source; its label's other top-level keys go
+        to `extras`."""
         from xaug.layout import decode_image, parse_annotation_doc
 
         files = {rel: (img, lab) for rel, img, lab in st.sources}
@@ -436,14 +438,16 @@ class PipelineMaker:
                 image = decode_image(read_checked(img_file, st.dataset), img_file.path)
                 image.setflags(write=False)  # ops must not modify a cached source in place
                 annotations: list = []
+                extra: dict = {}
                 if label_file is not None:
                     data = read_checked(label_file, st.dataset)
-                    annotations, _, problems, _ = parse_annotation_doc(data, label_file.path)
+                    annotations, extra, problems, _ = parse_annotation_doc(data, label_file.path)
                     if problems:
                         raise BadInput(problems[0], problems=problems[1:])
                 if len(self.cache) >= IMAGE_CACHE:
                     self.cache.pop(next(iter(self.cache)))
-                hit = self.cache[img_file.path] = (image, annotations)
+                hit = self.cache[img_file.path] = (image, annotations, extra)
+            extras[relpath] = hit[2]
             return hit[0], list(hit[1])
 
         return load
@@ -453,15 +457,33 @@ class PipelineMaker:
         from xaug.ops import get_op
 
         task = st.task
-        image, annotations, provenance = get_op(task.op).apply(task.plan, self._load(st))
+        extras: dict[str, dict] = {}
+        image, annotations, provenance = get_op(task.op).apply(task.plan, self._load(st, extras))
         h, w = image.shape[:2]
         png = encode_png(image)
         del image
-        doc = annotation_doc(annotations, None, filename=Path(task.relpath).name, person=task.person,
+        carried = carried_label_keys(extras.get(task.plan.sources[0], {})) if len(task.plan.sources) == 1 else None
+        doc = annotation_doc(annotations, carried, filename=Path(task.relpath).name, person=task.person,
                              height=h, width=w)
         provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
         return MadeItem(task.relpath, png, annotation_bytes(doc), person=task.person, split=task.split,
                         side=task.side, fold=task.fold, provenance=provenance, meta={})
+
+
+# Top-level label keys that name the image they describe: a derived image gets its own.
+_OWN_LABEL_KEYS = ("file_id", "filename", "parent_path")
+
+
+def carried_label_keys(extra: dict) -> dict:
+    """What a one-source item (a rotation, a flip) keeps of its source label's top-level keys: every
+    key but those naming the source image, and of `metadata` all but its height and width (the
+    derived image's are written). Unknown keys stay intact, as the competition layout asks; a
+    mosaic, made of several labels, keeps none."""
+    carried = {k: v for k, v in extra.items() if k not in _OWN_LABEL_KEYS and k != "metadata"}
+    meta = extra.get("metadata")
+    if isinstance(meta, dict) and set(meta) - {"height", "width"}:
+        carried["metadata"] = {k: v for k, v in meta.items() if k not in ("height", "width")}
+    return carried
 
 
 def read_checked(f: SourceFile, dataset: str) -> bytes:
