@@ -203,6 +203,18 @@ def test_a_killed_export_is_cleaned_up_by_the_next(ds, tmp_path):
     assert not stale.exists() and (tmp_path / "out" / "data.yaml").is_file()
 
 
+def test_a_forced_export_killed_between_its_renames_gets_the_earlier_one_back(ds, tmp_path):
+    export(ds, tmp_path / "out", format="yolo-seg", split="val")
+    before = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*"))
+    # killed after moving the earlier export aside, before moving the new one in
+    (tmp_path / "out").rename(tmp_path / f".out{export_mod._OLD_TAG}999999")
+    with pytest.raises(BadInput, match="exists"):  # the earlier export is back: --force to replace
+        export(ds, tmp_path / "out", format="coco", split="val")
+    assert sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*")) == before
+    export(ds, tmp_path / "out", format="coco", split="val", force=True)
+    assert (tmp_path / "out" / "annotations").is_dir() and not list(tmp_path.glob(".out*"))
+
+
 def test_export_refuses_tampered_bytes(store_copy, tmp_path):
     d = xaug.open("raw", home=store_copy)
     it = d.items(split="train")[0]

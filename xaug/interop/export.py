@@ -166,6 +166,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _restore_interrupted(dest: Path) -> None:
+    """An export --force killed between its two renames left `dest` missing and the earlier export
+    aside in `.<name>.xaug-replaced-<pid>`: put that back, so the destination again holds a whole
+    export (the earlier one) before this command decides what to do with it."""
+    if dest.exists() or not dest.parent.is_dir():
+        return
+    for p in sorted(dest.parent.glob(f".{dest.name}{_OLD_TAG}*")):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid) and p.is_dir():
+            os.replace(p, dest)
+            return
+
+
 def _clean_stale(dest: Path) -> None:
     """Remove what killed exports to `dest` left (their process is gone)."""
     for tag in (_STAGE_TAG, _OLD_TAG):
@@ -200,6 +216,7 @@ def export(ds: Dataset, dest: Path | str, format: str = "competition",
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise BadInput(f"unknown export format {format!r}{hint}; known: {', '.join(format_names())}")
     splits = parse_splits(split)
+    _restore_interrupted(Path(dest))
     dest = check_destination(Path(dest), ds.home, force)
     items = select_items(ds, splits)
     n = sum(len(v) for v in items.values())
