@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py step                       # CPU step time, sizes 256 and 512
     python benchmarks/bench_train.py step --device cuda --sizes 512 1024 --batch 8 --steps 30
-    python benchmarks/bench_train.py dice --home /tmp/bench-dice   # Dice of each arch at equal steps
+    python benchmarks/bench_train.py dice --home bench-dice        # Dice of each arch at equal steps
     python benchmarks/bench_train.py startup --home STORE --dataset raw [--code OLD_CHECKOUT]
     python benchmarks/bench_train.py eval --images 12 --px 2048  # scoring images/s, old vs new path
 
