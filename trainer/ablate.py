@@ -39,6 +39,7 @@ from trainer.bootstrap import Interval, paired_bootstrap, resample_counts, seed_
 from xaug.classes import CLASSES
 from xaug.errors import BadInput, XaugError
 from xaug.seeds import SEED_MAX, seed_problem
+from xaug.report.plots import save_figure
 from xaug.store import atomic_write
 from xaug.store.hashing import canonical_json
 
@@ -365,12 +366,6 @@ def _read_json(path: Path) -> dict:
 
 def _write_json(path: Path, data: Any) -> None:
     atomic_write(path, (json.dumps(data, indent=1) + "\n").encode())  # a kill leaves the old file or the new one
-
-
-def _save_png(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write(path, buf.getvalue())  # whole or absent, never a truncated PNG
 
 
 def scores_path(run_dir: Path, split: str, tta: str | None) -> Path:
@@ -881,7 +876,7 @@ def plot_report(report: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         p = out / f"diff_subsets_{split}.png"
-        _save_png(fig, p)
+        save_figure(fig, p)
         plt.close(fig)
         pngs.append(p)
 
@@ -902,7 +897,7 @@ def plot_report(report: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize=8, loc="best")
         fig.tight_layout()
         p = out / f"diff_classes_{split}.png"
-        _save_png(fig, p)
+        save_figure(fig, p)
         plt.close(fig)
         pngs.append(p)
     return pngs

@@ -3,14 +3,13 @@ baseline); as rows for a table and as a PNG.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from xaug.classes import CLASSES
-from xaug.store import atomic_write
+from xaug.report.plots import save_figure
 
 
 @dataclass
@@ -65,8 +64,6 @@ def plot_comparison(comp: Comparison, out: Path | str) -> Path:
     ax2.set_xticks(x, CLASSES, rotation=70, fontsize=8)
     fig.suptitle("per-class Dice (" + ", ".join(sorted(set(comp.splits))) + ")")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    save_figure(fig, out)
     plt.close(fig)
-    atomic_write(out, buf.getvalue())  # a killed compare leaves the old PNG or none, never half of one
     return out

@@ -9,7 +9,6 @@ and augmentation are keyed by (seed, epoch, index), not by process state).
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from trainer.metrics import DiceTable, StreamingImageCSV
 from trainer.model import count_parameters, model_from_config
 from xaug.errors import XaugError
 from xaug.model import Sample
+from xaug.report.plots import save_figure
 from xaug.store import atomic_write
 
 
@@ -164,10 +164,8 @@ def plot_curves(run_dir: Path) -> Path:
     ax.set_title(Path(run_dir).name)
     fig.tight_layout()
     out = Path(run_dir) / "curve.png"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    save_figure(fig, out)
     plt.close(fig)
-    atomic_write(out, buf.getvalue())  # the previous curve or the new one, never a truncated PNG
     return out
 
 

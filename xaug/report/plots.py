@@ -23,16 +23,22 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: float | str = "figure") -> Path:
+    """Write a matplotlib figure to `path` (format from the suffix, PNG without one) atomically:
+    a killed command leaves the previous file or the new one, never a truncated image."""
     import io
 
     from xaug.store import atomic_write
 
     path = Path(path)
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=100, format=path.suffix.lstrip(".").lower() or "png")
-    atomic_write(path, buf.getvalue())  # whole or absent, never a truncated PNG
+    fig.savefig(buf, dpi=dpi, format=path.suffix.lstrip(".").lower() or "png")
+    atomic_write(path, buf.getvalue())
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    return save_figure(fig, path, dpi=100)
 
 
 def class_bars(values: Sequence[float], path: Path, title: str, ylabel: str,
