@@ -120,8 +120,8 @@ class TrainConfig:
             value = getattr(self, name)  # NaN fails both comparisons
             if not (isinstance(value, (int, float)) and 0 <= value < 1e6):
                 raise XaugError(f"{name} must be a finite number >= 0, got {value}", where=f"--{name.replace('_', '-')}")
-        if seed_problem(self.seed):
-            raise XaugError(f"seed {seed_problem(self.seed)}", where="--seed")
+        if problem := seed_problem(self.seed):
+            raise XaugError(f"seed {problem}", where="--seed")
         if not self.lr > 0:
             raise XaugError(f"lr must be > 0, got {self.lr}", where="--lr")
 

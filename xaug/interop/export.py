@@ -166,18 +166,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _left_by_killed(dest: Path, tag: str) -> list[Path]:
+    """The `.<name><tag><pid>` folders beside `dest` whose export process is gone."""
+    out = []
+    for p in sorted(dest.parent.glob(f".{dest.name}{tag}*")):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            out.append(p)
+    return out
+
+
 def _restore_interrupted(dest: Path) -> None:
     """An export --force killed between its two renames left `dest` missing and the earlier export
     aside in `.<name>.xaug-replaced-<pid>`: put that back, so the destination again holds a whole
     export (the earlier one) before this command decides what to do with it."""
     if dest.exists() or not dest.parent.is_dir():
         return
-    for p in sorted(dest.parent.glob(f".{dest.name}{_OLD_TAG}*")):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _pid_alive(pid) and p.is_dir():
+    for p in _left_by_killed(dest, _OLD_TAG):
+        if p.is_dir():
             os.replace(p, dest)
             return
 
@@ -185,13 +194,8 @@ def _restore_interrupted(dest: Path) -> None:
 def _clean_stale(dest: Path) -> None:
     """Remove what killed exports to `dest` left (their process is gone)."""
     for tag in (_STAGE_TAG, _OLD_TAG):
-        for p in dest.parent.glob(f".{dest.name}{tag}*"):
-            try:
-                pid = int(p.name.rsplit("-", 1)[1])
-            except ValueError:
-                continue
-            if pid != os.getpid() and not _pid_alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
+        for p in _left_by_killed(dest, tag):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def select_items(ds: Dataset, splits: list[str] | None) -> dict[str, list[Item]]:

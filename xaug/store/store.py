@@ -802,8 +802,8 @@ class Store:
         be = get_backend(backend)  # a missing `distributed` is one line, before any work
         if not (isinstance(folds, int) and 1 <= folds <= 100):
             raise BadInput(f"--folds is the k of a k-fold split: 1 to 100, got {folds}", where="import")
-        if seed_problem(split_seed):
-            raise BadInput(f"--split-seed {seed_problem(split_seed)}", where="import")
+        if problem := seed_problem(split_seed):
+            raise BadInput(f"--split-seed {problem}", where="import")
         self._check_home()
         root = Path(path)
         scan = scan_layout(root, parse=False)
