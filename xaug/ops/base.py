@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from xaug.errors import XaugError
 from xaug.model import Annotation
@@ -28,6 +28,12 @@ from xaug.model import Annotation
 # load(relpath) -> (image as read by xaug.layout.read_image, annotations)
 Loader = Callable[[str], "tuple[np.ndarray, list[Annotation]]"]
 RngFor = Callable[[int], np.random.Generator]
+
+
+def min_area_field(default: float) -> Any:
+    """The `min_area` field every op that clips polygons has (one description, one range)."""
+    return Field(default, ge=0, le=1e9, allow_inf_nan=False,
+                 description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from xaug.geometry import hflip_matrix, transform_annotations
 from xaug.imaging import hflip_image
-from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, register_op, split_side
+from xaug.ops.base import (ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, min_area_field, register_op,
+                           split_side)
 
 SWAP = {"R": "L", "L": "R", None: None}
 
@@ -29,8 +30,7 @@ class FlipSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # `min_area: true` is not 1
 
     op: Literal["flip"] = "flip"
-    min_area: float = Field(0.0, ge=0, le=1e9, allow_inf_nan=False,
-                            description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
+    min_area: float = min_area_field(0.0)
 
 
 @register_op("flip")

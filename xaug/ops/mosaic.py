@@ -30,7 +30,7 @@ from xaug.errors import XaugError
 from xaug.geometry import compose, resize_matrix, transform_annotations, translation_matrix
 from xaug.imaging import crop
 from xaug.model import Annotation
-from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, register_op
+from xaug.ops.base import ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, min_area_field, register_op
 
 # Bounds of absurd requests (the disk-space estimate refuses smaller ones that do not fit).
 MAX_MOSAICS = 1_000_000
@@ -52,8 +52,7 @@ class MosaicSpec(BaseModel):
     resize: bool = Field(False, description="resize each whole source into its cell instead of cropping")
     size: tuple[StrictInt, StrictInt] | None = Field(None, strict=False,
                                                      description="output (height, width); default: the most common source size")
-    min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
-                            description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
+    min_area: float = min_area_field(16.0)
 
     @field_validator("beta")
     @classmethod

@@ -25,7 +25,7 @@ from xaug.classes import FOREARM
 from xaug.anatomy import wrist_frame, wrist_warp
 from xaug.geometry import rotation_matrix, transform_annotations
 from xaug.imaging import warp_image
-from xaug.ops.base import (ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, parse_range,
+from xaug.ops.base import (ItemPlan, Loader, OpDef, RngFor, SourceInfo, check_sources, min_area_field, parse_range,
                            register_op, split_side)
 
 
@@ -49,8 +49,7 @@ class RotateSpec(BaseModel):
         "(that grey level, flat) or a pixel value 0..255")
     band_width: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False,
                                      description="wrist blending band half width in px (default: estimated)")
-    min_area: float = Field(16.0, ge=0, le=1e9, allow_inf_nan=False,
-                            description="drop the parts clipping cut off that are smaller than this (px^2); whole polygons stay")
+    min_area: float = min_area_field(16.0)
 
     @field_validator("angle_range", mode="before")
     @classmethod
