@@ -224,6 +224,23 @@ def annotation_doc(annotations: Iterable[Annotation], doc_extra: dict[str, Any] 
     return doc
 
 
+# Top-level label keys that name the image they describe (annotation_doc writes them): a derived
+# image gets its own.
+_OWN_LABEL_KEYS = ("file_id", "filename", "parent_path")
+
+
+def carried_label_keys(extra: dict) -> dict:
+    """What a one-source item (a rotation, a flip) keeps of its source label's top-level keys: every
+    key but those naming the source image, and of `metadata` all but its height and width (the
+    derived image's are written). Unknown keys stay intact, as the competition layout asks; a
+    mosaic, made of several labels, keeps none."""
+    carried = {k: v for k, v in extra.items() if k not in _OWN_LABEL_KEYS and k != "metadata"}
+    meta = extra.get("metadata")
+    if isinstance(meta, dict) and set(meta) - {"height", "width"}:
+        carried["metadata"] = {k: v for k, v in meta.items() if k not in ("height", "width")}
+    return carried
+
+
 def annotation_bytes(doc: dict[str, Any]) -> bytes:
     # no indent: json's C encoder (8x faster than the pure-Python one that indent forces)
     return json.dumps(doc, ensure_ascii=False).encode("utf-8")

@@ -53,7 +53,8 @@ class PipelineBase(BaseModel):
                         description="Source version: a name ('raw', newest), 'raw_v2', or a hash prefix.")
     split: Literal["train", "test"] = Field(
         "train", description="Split to read. From train only persons outside the validation fold are used.")
-    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of every random draw; another seed makes another version.")
+    seed: int = Field(0, ge=0, le=SEED_MAX,
+                      description="Seed of every random draw; another seed makes another version.")
     include_source: bool = Field(
         False, description="Also list the source items used, by reference (no bytes copied).")
 
@@ -453,7 +454,7 @@ class PipelineMaker:
         return load
 
     def __call__(self, st: SourcedTask) -> MadeItem:
-        from xaug.layout import annotation_bytes, annotation_doc, encode_png
+        from xaug.layout import annotation_bytes, annotation_doc, carried_label_keys, encode_png
         from xaug.ops import get_op
 
         task = st.task
@@ -468,22 +469,6 @@ class PipelineMaker:
         provenance = {"op": task.op, "step": task.step, **_jsonable(provenance)}
         return MadeItem(task.relpath, png, annotation_bytes(doc), person=task.person, split=task.split,
                         side=task.side, fold=task.fold, provenance=provenance, meta={})
-
-
-# Top-level label keys that name the image they describe: a derived image gets its own.
-_OWN_LABEL_KEYS = ("file_id", "filename", "parent_path")
-
-
-def carried_label_keys(extra: dict) -> dict:
-    """What a one-source item (a rotation, a flip) keeps of its source label's top-level keys: every
-    key but those naming the source image, and of `metadata` all but its height and width (the
-    derived image's are written). Unknown keys stay intact, as the competition layout asks; a
-    mosaic, made of several labels, keeps none."""
-    carried = {k: v for k, v in extra.items() if k not in _OWN_LABEL_KEYS and k != "metadata"}
-    meta = extra.get("metadata")
-    if isinstance(meta, dict) and set(meta) - {"height", "width"}:
-        carried["metadata"] = {k: v for k, v in meta.items() if k not in ("height", "width")}
-    return carried
 
 
 def read_checked(f: SourceFile, dataset: str) -> bytes:

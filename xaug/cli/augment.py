@@ -98,9 +98,9 @@ def _run(home: Optional[Path], spec, jobs: Optional[int], quiet: bool, backend=N
         entries = result.dataset.entries
         lacking = default_pivot_items(entries)
         if lacking:  # said once, not per image: the labels of these hands lack the wrist's bones
-            console.print(f"note: {len(lacking)} of {len(entries)} images (e.g. {lacking[0]}) come from labels with no Radius/Ulna or "
-                          "no carpal polygons; their hands turned about the default wrist (W/2, 0.72 H) and their "
-                          "provenance says wrist.estimated: false", markup=False)
+            console.print(f"note: {len(lacking)} of {len(entries)} images (e.g. {lacking[0]}) come from labels "
+                          "with no Radius/Ulna or no carpal polygons; their hands turned about the default wrist "
+                          "(W/2, 0.72 H) and their provenance says wrist.estimated: false", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -113,9 +113,9 @@ class Mosaic(OpDef):
         h, w = _output_size(spec, sources)
         cands = sources if spec.resize else [s for s in sources if s.height >= h and s.width >= w]
         if len(cands) < rows * cols:
-            raise XaugError(f"a {rows}x{cols} mosaic of size [{h}, {w}] (height, width) needs {rows * cols} different sources "
-                            f"at least that large, but only {len(cands)} qualify; use a smaller grid, "
-                            "resize: true or a smaller size", where="mosaic")
+            raise XaugError(f"a {rows}x{cols} mosaic of size [{h}, {w}] (height, width) needs {rows * cols} "
+                            f"different sources at least that large, but only {len(cands)} qualify; "
+                            "use a smaller grid, resize: true or a smaller size", where="mosaic")
         by_rel = {s.relpath: s for s in cands}
         plans = []
         for i in range(spec.n):
