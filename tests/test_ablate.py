@@ -249,6 +249,43 @@ def test_an_absurd_seed_count_is_one_line_before_any_list_is_made(seeds):
     assert len(exc.value.problems) == 1 and "seeds" in text and "at most 1000" in text
 
 
+def test_an_arm_may_change_the_trainer_settings_only(tiny_dataset, tmp_path):
+    """A candidate with its own `train` (no version, no pipeline): same data, its settings over the
+    shared block (aug and options merged key by key), other runs (hash), the same steps."""
+    from trainer.ablate import ArmData, arm_settings, plan_runs
+
+    spec = parse_ablation(_tiny_spec(candidates=[
+        {"name": "res", "train": {"arch": "resunet", "aug": {"scale": 0.5}, "options": {"warmup_epochs": 0}}},
+        {"name": "wide", "train": {"width": 8, "batch": 2}}]))
+    res = arm_settings(spec, spec.candidates[0])
+    assert res.arch == "resunet" and res.aug == {"hflip": 0.0, "scale": 0.5} and res.steps == 4
+    assert res.options == {"warmup_epochs": 0} and res.width == 4  # unset: the shared block's
+    assert arm_settings(spec, spec.baseline) is spec.train
+    arms = [ArmData(a, tiny_dataset) for a in spec.arms]
+    runs = plan_runs(spec, arms, tiny_dataset, tmp_path / "runs")
+    by_arm = {r.arm: r for r in runs if r.seed == 0}
+    assert len({r.config_hash for r in runs}) == len(runs) == 6
+    assert by_arm["res"].options["arch"] == "resunet" and by_arm["res"].options["aug"]["scale"] == 0.5
+    assert "arch" not in by_arm["baseline"].options
+    # 12 images minus the 2 validation persons' 4 -> 8 training images: batch 4 -> 2 steps per
+    # epoch, batch 2 -> 4; each arm gets the ablation's 4 steps
+    assert {r.steps for r in runs} == {4} and by_arm["wide"].epochs == 1 and by_arm["baseline"].epochs == 2
+
+    with pytest.raises(BadInput) as exc:
+        parse_ablation(_tiny_spec(candidates=[{"name": "same"}]))
+    assert any("'version', 'pipeline' or 'train'" in p for p in exc.value.problems)
+    with pytest.raises(BadInput) as exc:
+        parse_ablation(_tiny_spec(candidates=[{"name": "x", "train": {"steps": 8}}]))
+    assert any("candidates.0.train.steps" in p for p in exc.value.problems)
+    bad = parse_ablation(_tiny_spec(candidates=[{"name": "x", "train": {"aug": {"zoom": 0.5}}}]))
+    with pytest.raises(BadInput, match="unknown online augmentation zoom") as exc:
+        plan_runs(bad, [ArmData(a, tiny_dataset) for a in bad.arms], tiny_dataset, tmp_path / "runs")
+    assert exc.value.where == "candidates.0.train.aug"
+    clash = parse_ablation(_tiny_spec(candidates=[{"name": "x", "train": {"options": {"seed": 3}}}]))
+    with pytest.raises(BadInput, match="candidates.0.train.options must not set seed"):
+        plan_runs(clash, [ArmData(a, tiny_dataset) for a in clash.arms], tiny_dataset, tmp_path / "runs")
+
+
 # ---------------------------------------------------------------- end to end, killed and resumed
 
 def _ablate_cmd(spec: Path, home: Path, tmp: Path) -> list[str]:

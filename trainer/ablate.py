@@ -80,6 +80,11 @@ class Arm(_Strict):
                           "(`xaug schema`); source defaults to the ablation's dataset, split to train, "
                           "name to <ablation>_<arm>.")
 
+    train: Optional["TrainOverrides"] = Field(
+        None, description="Trainer settings of this arm only, over the shared `train` block (`aug` and "
+                          "`options` merge key by key): compares models or online augmentation. `steps` "
+                          "stay the ablation's.")
+
     @model_validator(mode="after")
     def _one_source(self) -> "Arm":
         if self.version is not None and self.pipeline is not None:
@@ -87,11 +92,9 @@ class Arm(_Strict):
         return self
 
 
-class TrainSettings(_Strict):
-    """Trainer settings shared by every run; unset fields take the trainer's defaults
-    (`xaug train --help`). Every run gets `steps` optimiser steps."""
+class TrainOverrides(_Strict):
+    """Trainer settings: unset fields take the shared block's (an arm's) or the trainer's defaults."""
 
-    steps: int = Field(..., ge=1, description="Optimiser steps of every run (see docs/ablate.md: equal steps).")
     size: Optional[int] = Field(None, ge=32, description="Training input side (a multiple of 2**depth).")
     batch: Optional[int] = Field(None, ge=1)
     lr: Optional[float] = Field(None, gt=0, description="AdamW peak learning rate.")
@@ -102,9 +105,21 @@ class TrainSettings(_Strict):
     aug: Optional[dict[str, Any]] = Field(
         None, description="Online augmentation (trainer.data.OnlineAug fields: hflip, brightness_contrast, clahe, "
                           "sharpen, emboss, scale, translate, gamma, black_level probabilities; *_range).")
+    options: Optional[dict[str, Any]] = Field(None, description="Any other training config field, e.g. "
+                                                                "{warmup_epochs: 2}.")
+
+
+class TrainSettings(TrainOverrides):
+    """Trainer settings shared by every run; unset fields take the trainer's defaults
+    (`xaug train --help`). Every run gets `steps` optimiser steps."""
+
+    steps: int = Field(..., ge=1, description="Optimiser steps of every run (see docs/ablate.md: equal steps).")
     workers: Optional[int] = Field(None, ge=0, description="DataLoader workers (not part of the run's identity).")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="Any other training config field, e.g. {warmup_epochs: 2}.")
+
+
+Arm.model_rebuild()
 
 
 class EvaluateSettings(_Strict):
@@ -156,8 +171,9 @@ class AblationSpec(_Strict):
         if dup:
             raise ValueError(f"arm names must be unique; repeated: {', '.join(dup)}")
         for i, c in enumerate(self.candidates):
-            if c.version is None and c.pipeline is None:
-                raise ValueError(f"candidates.{i} ({c.name}): give 'version' or 'pipeline'")
+            if c.version is None and c.pipeline is None and c.train is None:
+                raise ValueError(f"candidates.{i} ({c.name}): give 'version', 'pipeline' or 'train' (this arm's "
+                                 "trainer settings); with none it is the baseline again")
         count = self.seeds if isinstance(self.seeds, int) else len(self.seeds)
         if count > MAX_SEEDS:  # checked before the list is made: `seeds: 10**12` is a typo, not a plan
             raise ValueError(f"seeds: {count:,} seeds would be {count:,} trainings per arm; use at most "
@@ -296,17 +312,32 @@ class PlannedRun:
                 "train_seconds": self.seconds}
 
 
-def train_options(settings: TrainSettings) -> dict[str, Any]:
-    """TrainConfig fields of the spec's `train` block (unset ones left to the trainer)."""
+def arm_settings(spec: AblationSpec, arm: Arm) -> TrainSettings:
+    """The arm's trainer settings: the shared `train` block with the arm's `train` over it
+    (`aug` and `options` merged key by key)."""
+    if arm.train is None:
+        return spec.train
+    merged = spec.train.model_dump()
+    for key, value in arm.train.model_dump(exclude_unset=True).items():
+        if key in ("aug", "options") and isinstance(value, dict):
+            merged[key] = {**(merged.get(key) or {}), **value}
+        else:
+            merged[key] = value
+    return TrainSettings.model_construct(**merged)
+
+
+def train_options(settings: TrainSettings, where: str = "train") -> dict[str, Any]:
+    """TrainConfig fields of a `train` block (unset ones left to the trainer)."""
     opts = {k: v for k, v in settings.model_dump(exclude={"steps", "options", "workers"}).items() if v is not None}
-    clash = sorted(set(settings.options) & (set(TrainSettings.model_fields) | {"epochs", "seed", "val_every"}))
+    clash = sorted(set(settings.options or {}) & (set(TrainSettings.model_fields) | {"epochs", "seed", "val_every"}))
     if clash:
-        raise BadInput(f"train.options must not set {', '.join(clash)}; the ablation sets them", where="train.options")
-    opts.update(settings.options)
+        raise BadInput(f"{where}.options must not set {', '.join(clash)}; the ablation sets them",
+                       where=f"{where}.options")
+    opts.update(settings.options or {})
     return opts
 
 
-def resolved_config(options: dict[str, Any], epochs: int, seed: int) -> dict[str, Any]:
+def resolved_config(options: dict[str, Any], epochs: int, seed: int, where: str = "train") -> dict[str, Any]:
     """The trainer's full resolved config identity for these options (defaults filled in)."""
     from trainer.config import TrainConfig
     from trainer.data import OnlineAug
@@ -317,14 +348,14 @@ def resolved_config(options: dict[str, Any], epochs: int, seed: int) -> dict[str
         bad = sorted(set(aug) - known)
         if bad:
             raise BadInput(f"unknown online augmentation {', '.join(bad)}; known: {', '.join(sorted(known))}",
-                           where="train.aug")
+                           where=f"{where}.aug")
     try:
         # from_dict reads an old stored config; a new run gets the constructor's defaults
         default_arch = getattr(TrainConfig(), "arch", None)
         base = {"arch": default_arch} if default_arch is not None else {}
         cfg = TrainConfig.from_dict({**base, **options, "epochs": epochs, "seed": seed})
     except XaugError as exc:
-        raise BadInput(exc.message, where=f"train ({exc.where})" if exc.where else "train") from None
+        raise BadInput(exc.message, where=f"{where} ({exc.where})" if exc.where else where) from None
     return cfg.identity()
 
 
@@ -530,21 +561,25 @@ def plan_runs(spec: AblationSpec, arms: list[ArmData], data, runs_dir: Path, npr
     other runs (world_size is part of their identity)."""
     from trainer.runs import training_samples
 
-    options = train_options(spec.train)
-    if nproc > 1:
-        options = {**options, "world_size": nproc}
-    probe = resolved_config(options, 1, 0)
-    global_batch = int(probe["batch"]) * nproc
+    options, global_batch = {}, {}
+    for key, a in zip([k for k, _ in _arm_keys(spec)], arms):
+        where = f"{key}.train" if a.arm.train else "train"
+        opts = train_options(arm_settings(spec, a.arm), where=where)
+        if nproc > 1:
+            opts = {**opts, "world_size": nproc}
+        options[a.arm.name] = opts
+        global_batch[a.arm.name] = int(resolved_config(opts, 1, 0, where=where)["batch"]) * nproc
     images = {a.arm.name: len(training_samples(a.dataset)) for a in arms}
     runs = []
     for seed in spec.seed_list():
         for a in arms:
-            epochs, steps = equal_epochs(images[a.arm.name], global_batch, spec.train.steps)
-            identity = resolved_config(options, epochs, seed)
+            name = a.arm.name
+            epochs, steps = equal_epochs(images[name], global_batch[name], spec.train.steps)
+            identity = resolved_config(options[name], epochs, seed)
             digest = config_hash(a.dataset.id, data.id, identity)
-            name = f"{a.arm.name}-s{seed}-{digest[:HASH_CHARS]}"
-            runs.append(PlannedRun(a.arm.name, seed, a.dataset.name, a.dataset.id, images[a.arm.name],
-                                   epochs, steps, options, digest, find_run(runs_dir, name, digest)))
+            folder = f"{name}-s{seed}-{digest[:HASH_CHARS]}"
+            runs.append(PlannedRun(name, seed, a.dataset.name, a.dataset.id, images[name],
+                                   epochs, steps, options[name], digest, find_run(runs_dir, folder, digest)))
     return runs
 
 
@@ -733,8 +768,10 @@ def _log_plan(runs: list[PlannedRun], spec: AblationSpec, log: Log) -> None:
     for r in runs:
         by_arm.setdefault(r.arm, r)
     steps = sorted({r.steps for r in by_arm.values()})
+    own = {a.name: _settings_text(a.train.model_dump(exclude_unset=True)) for a in spec.arms if a.train}
     for r in by_arm.values():
-        log(f"  {r.arm}: {r.dataset} ({r.images} training images) -> {r.epochs} epochs, {r.steps} steps")
+        log(f"  {r.arm}: {r.dataset} ({r.images} training images) -> {r.epochs} epochs, {r.steps} steps"
+            + (f"; {own[r.arm]}" if own.get(r.arm) else ""))
     if len(steps) > 1:
         per = [max(1, r.steps // r.epochs) for r in by_arm.values()]
         hint = exact_steps_hint(per, spec.train.steps)
@@ -781,10 +818,13 @@ def build_report(spec: AblationSpec, data, arms: list[ArmData], runs: list[Plann
         "arms": {a.arm.name: {"version": a.dataset.name, "version_id": a.dataset.id, "built": a.built or "existing",
                               "train_images": next(r.images for r in runs if r.arm == a.arm.name),
                               "epochs": next(r.epochs for r in runs if r.arm == a.arm.name),
-                              "steps": next(r.steps for r in runs if r.arm == a.arm.name)} for a in arms},
+                              "steps": next(r.steps for r in runs if r.arm == a.arm.name),
+                              "train": a.arm.train.model_dump(exclude_unset=True) if a.arm.train else {}}
+                 for a in arms},
         "seeds": seeds,
         "equal_steps": len({r.steps for r in runs}) == 1,
         "nproc": int(runs[0].options.get("world_size", 1)),
+        # the baseline's; an arm's own settings are its "train" above
         "train_config": {k: v for k, v in resolved_config(runs[0].options, runs[0].epochs, runs[0].seed).items()
                          if k not in ("epochs", "seed", "dataset", "dataset_id", "val_dataset", "val_id",
                                       "train_images", "val_images")},
@@ -903,13 +943,24 @@ def plot_report(report: dict[str, Any], out: Path) -> list[Path]:
     return pngs
 
 
+def _settings_text(train: dict[str, Any]) -> str:
+    """An arm's own trainer settings in one line: `arch=resunet, aug.scale=0.5`; '' for none."""
+    parts = []
+    for key, value in train.items():
+        if isinstance(value, dict):
+            parts += [f"{key}.{k}={v}" for k, v in value.items()]
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
 def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
     from xaug.report import html as H
 
     level = int(round(100 * report["bootstrap"]["confidence"]))
     base, cands = report["baseline"], report["candidates"]
-    arms_rows = [[name, a["version"], a["train_images"], a["epochs"], a["steps"], a["built"]]
-                 for name, a in report["arms"].items()]
+    arms_rows = [[name, a["version"], a["train_images"], a["epochs"], a["steps"], a["built"],
+                  _settings_text(a.get("train") or {})] for name, a in report["arms"].items()]
     partial = report.get("partial")
     if partial:
         parts_head = [H.section("PARTIAL REPORT", H.note(f"{partial['note']}. Not run or not finished: "
@@ -919,7 +970,8 @@ def write_html(report: dict[str, Any], out: Path, pngs: list[Path]) -> Path:
     parts = parts_head + [H.section("Setup", H.kpis([("dataset", report["dataset"]["name"]), ("seeds", len(report["seeds"])),
                                          ("runs", len(report["runs"])),
                                          ("equal steps", "yes" if report["equal_steps"] else "no")]),
-                       H.table(["arm", "training version", "images", "epochs", "steps", "built"], arms_rows),
+                       H.table(["arm", "training version", "images", "epochs", "steps", "built",
+                                "trainer settings (over the shared ones)"], arms_rows),
                        H.note(f"Differences are candidate minus {base}, paired by image and seed. [CI]: {level}% "
                               "percentile bootstrap over images (the trained models held fixed); "
                               "{seeds+images}: the same with the seeds resampled too, which also counts the "
