@@ -3,6 +3,8 @@
     python benchmarks/bench_train.py step                       # CPU step time, sizes 256 and 512
     python benchmarks/bench_train.py step --device cuda --sizes 512 1024 --batch 8 --steps 30
     python benchmarks/bench_train.py dice --home bench-dice        # Dice of each arch at equal steps
+    python benchmarks/bench_train.py paired --home bench-dice --arms unet=runs-bench-dice/unet-w16 \
+        resunet=runs-bench-dice/resunet-w16 --seeds 0 1 2      # paired differences, bootstrap intervals
     python benchmarks/bench_train.py startup --home STORE --dataset raw [--code OLD_CHECKOUT]
     python benchmarks/bench_train.py eval --images 12 --px 2048  # scoring images/s, old vs new path
 
@@ -269,6 +271,65 @@ def cmd_dice(args) -> dict:
     return {**info, "rows": rows}
 
 
+def _arm_option(text: str) -> tuple[str, str]:
+    name, sep, prefix = text.partition("=")
+    if not sep or not name or not prefix:
+        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=RUN_PREFIX (run folders RUN_PREFIX-s<seed>)")
+    return name, prefix
+
+
+def cmd_paired(args) -> dict:
+    """Paired differences of finished `dice` runs (first arm: the baseline), with the bootstrap
+    intervals `xaug ablate` reports: over images, pairing by image and seed (`low`/`high`), and
+    resampling the seeds too (`low_seeds`/`high_seeds`). Reads each run's per-image test CSV."""
+    import csv
+
+    import numpy as np
+
+    from trainer.ablate import BootstrapSettings, Scores, analyse, eval_samples_meta, image_subsets
+    from xaug.classes import CLASSES
+    from xaug.store import Store
+
+    data = Store(args.home).open(args.dataset)
+    scores: dict[str, dict[int, Scores]] = {}
+    for name, prefix in args.arms:
+        scores[name] = {}
+        for seed in args.seeds:
+            run = Path(f"{prefix}-s{seed}")
+            found = sorted(run.glob("eval_*_test_images.csv"))
+            if len(found) != 1:
+                raise SystemExit(f"{run}: expected one eval_*_test_images.csv, found {len(found)}")
+            with open(found[0], newline="") as f:
+                rows = list(csv.DictReader(f))
+            scores[name][seed] = Scores([r["image_name"] for r in rows],
+                                        np.array([[float(r[c]) for c in CLASSES] for r in rows]))
+    samples = {s.name: s for s in eval_samples_meta(data, "test")}
+    names = [n for n, _ in args.arms]
+    ref = scores[names[0]][args.seeds[0]].images
+    for name in names:
+        for seed in args.seeds:
+            sc = scores[name][seed]
+            if sorted(sc.images) != sorted(ref) or set(ref) != set(samples):
+                raise SystemExit(f"{name} seed {seed}: its test images are not {data.name}'s test images")
+            pos = {n: i for i, n in enumerate(sc.images)}
+            scores[name][seed] = Scores(ref, sc.dice[[pos[n] for n in ref]])
+    result = analyse(scores, names, list(args.seeds), image_subsets([samples[n] for n in ref]),
+                     BootstrapSettings(resamples=args.resamples, seed=0))
+    for subset, entry in result.items():
+        for arm, d in entry["differences"].items():
+            print(f"{subset:14s} {arm} - {names[0]}: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] "
+                  f"(seeds too: [{d['low_seeds']:+.4f}, {d['high_seeds']:+.4f}]); per seed "
+                  + " ".join(f"{v:+.4f}" for v in d["per_seed"]))
+    for d in result.values():  # keep the JSON to the figures the docs quote
+        for diff in d["differences"].values():
+            diff.pop("per_class")
+        for arm in d["arms"].values():
+            arm.pop("per_class"), arm.pop("per_class_std")
+    return {"dataset": data.name, "dataset_id": data.id[:12], "baseline": names[0],
+            "arms": {n: p for n, p in args.arms}, "seeds": list(args.seeds),
+            "resamples": args.resamples, "subsets": result}
+
+
 # ---------------------------------------------------------------- start-up
 
 def startup_phases(args) -> dict:
@@ -473,6 +534,13 @@ def main(argv=None) -> None:
     di.add_argument("--aug", type=_aug_option, nargs="*", default=[], metavar="NAME=P",
                     help="online augmentation probabilities on top of the demo's (no flips), e.g. "
                          "scale=0.5 gamma=0.5; the run folders then carry them in their names")
+    pa = sub.add_parser("paired", help="paired differences of finished dice runs, with bootstrap intervals")
+    pa.add_argument("--home", required=True, help="the store the runs were trained from")
+    pa.add_argument("--dataset", default="bench")
+    pa.add_argument("--arms", type=_arm_option, nargs="+", required=True, metavar="NAME=RUN_PREFIX",
+                    help="first one: the baseline; run folders are RUN_PREFIX-s<seed>")
+    pa.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    pa.add_argument("--resamples", type=int, default=10_000)
     su = sub.add_parser("startup", help="wall time of a 1-epoch xaug train, cold then warm")
     su.add_argument("--home", required=True)
     su.add_argument("--dataset", default="raw")
@@ -497,7 +565,7 @@ def main(argv=None) -> None:
     cs.add_argument("--mb", type=float, default=15.0)
     cs.add_argument("--size", type=int, default=512)
     cs.add_argument("--batch", type=int, default=16)
-    for p in (st, di, su, ev, cs):
+    for p in (st, di, pa, su, ev, cs):
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
         p.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
@@ -505,7 +573,7 @@ def main(argv=None) -> None:
         args = ap.parse_args(["step", *(argv if argv is not None else sys.argv[1:])])
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"step": cmd_step, "dice": cmd_dice, "startup": cmd_startup, "eval": cmd_eval,
+    result = {"step": cmd_step, "dice": cmd_dice, "paired": cmd_paired, "startup": cmd_startup, "eval": cmd_eval,
               "coldstart": cmd_coldstart}[args.what](args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
