@@ -89,7 +89,7 @@ def test_a_run_of_the_first_design_still_loads_and_resumes(tmp_path):
     model, stored = load_model(run, "cpu")
     assert "stem" not in stored and model.stem[0].stride == (2, 2)
     # --resume with today's design is refused in one line; with the stored one it is the same run
-    with pytest.raises(XaugError, match="different settings \\(stem\\)"):
+    with pytest.raises(XaugError, match="than the stored run \\(stem: stored strided, given full\\)"):
         train(cfg.replace(stem="full"), samples[:2], samples[2:], run, device="cpu", progress=False, resume=True)
     assert train(cfg, samples[:2], samples[2:], run, device="cpu", progress=False, resume=True).epochs_done == 2
 

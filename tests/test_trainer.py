@@ -132,7 +132,7 @@ def test_train_writes_run_folder_and_resume_reproduces(tmp_path):
     # a finished run resumes as a no-op; different settings are refused
     again = train(cfg, train_s, val_s, tmp_path / "cut", device="cpu", progress=False, resume=True)
     assert again.epochs_done == 2
-    with pytest.raises(XaugError, match="different settings \\(lr\\)"):
+    with pytest.raises(XaugError, match="than the stored run \\(lr: stored .*, given 1.0\\)"):
         train(cfg.replace(lr=1.0), train_s, val_s, tmp_path / "cut", device="cpu", progress=False, resume=True)
 
 
@@ -283,3 +283,12 @@ def test_a_resume_killed_while_it_rewrites_config_and_metrics_stays_resumable(tm
         assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
     done = train(cfg2, samples[:4], samples[4:], run, device="cpu", progress=False, resume=True)
     assert done.epochs_done == 2 and [r["epoch"] for r in read_metrics(run)] == [1, 2]
+
+
+@pytest.mark.parametrize("module", ["trainer.loop", "trainer.bootstrap", "trainer.model", "trainer.ablate"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

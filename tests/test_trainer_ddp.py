@@ -129,6 +129,6 @@ def test_two_processes_train_like_one_with_the_doubled_batch(store_copy, tmp_pat
     again = _run(store_copy, tmp_path, "--run", "runs/two", "--nproc", "2", "--batch", "2", "--resume", *TINY)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 epochs on 2 processes" in again.stdout
-    with pytest.raises(XaugError, match="different settings \\(world_size\\)"):
+    with pytest.raises(XaugError, match="than the stored run \\(world_size: stored 2, given 1\\)"):
         train_version(Store(store_copy), "raw", run=str(a), device="cpu", progress=False, resume=True, batch=2,
                       epochs=2, size=64, width=4, depth=2, workers=0, lr=3e-3, norm="group", val_limit=2)

@@ -178,12 +178,27 @@ def _load_resume(run_dir: Path, cfg: TrainConfig) -> dict | None:
     if stored.get("arch") == "resunet" and "stem" not in stored:  # a ResUNet of the first design
         stored = {**stored, "stem": "strided"}
     saved = TrainConfig.from_dict(stored)
-    mine, theirs = cfg.identity(), saved.identity()
-    diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+    diff = settings_diff(saved.identity(), cfg.identity())
     if diff:
-        raise XaugError(f"--resume with different settings ({', '.join(diff)}) than the stored run; "
-                        "use the same options or another --run", where=str(run_dir))
+        raise XaugError(f"--resume with different settings than the stored run ({'; '.join(diff)}); "
+                        "use the stored options or another --run", where=str(run_dir))
     return ckpt
+
+
+def settings_diff(stored: dict, given: dict, prefix: str = "") -> list[str]:
+    """`key: stored A, given B` for each setting that differs (nested ones as `aug.scale`).
+
+    >>> settings_diff({"arch": "unet", "aug": {"scale": 0.0}}, {"arch": "resunet", "aug": {"scale": 0.5}})
+    ['arch: stored unet, given resunet', 'aug.scale: stored 0.0, given 0.5']
+    """
+    out = []
+    for key in sorted(set(stored) | set(given)):
+        a, b = stored.get(key), given.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: stored {a}, given {b}")
+    return out
 
 
 def train(cfg: TrainConfig, train_samples: Sequence[Sample], val_samples: Sequence[Sample],
