@@ -18,8 +18,8 @@ layers, same 24.43 M parameters), and the row says so.
 `dice`: the demo's synthetic set (32 train persons, 512 px; `xaug demo`'s data), each arch
 trained for the same number of steps at 128 px, scored on the test split at 512 px. `--archs
 resunet@16 resunet-strided@16 unet@16` (arch@width; `resunet-strided`: the ResUNet's first
-design), `--seeds 0 1`, `--aug scale=0.5 translate=0.5` (online augmentation on top of the demo's
-settings, for all the runs of that call).
+design), `--seeds 0 1`. No online augmentation unless `--aug` adds some for all the runs of that
+call: `--aug scale=0.5 translate=0.5` is the trainer's default (zoom and shift).
 
 `startup`: wall time of `xaug train --epochs 1` (tiny model) run twice, cold and warm disk
 cache; `--code DIR` runs another checkout of xaug (e.g. `git archive` of an older commit) the
@@ -224,6 +224,11 @@ def cmd_step(args) -> dict:
 
 # ---------------------------------------------------------------- Dice at equal steps
 
+# the `dice` runs' online augmentation unless --aug adds some: none, so that the rows measured
+# before the trainer turned zoom and shift on by default stay reproducible by their commands
+NO_ONLINE_AUG = {"hflip": 0.0, "scale": 0.0, "translate": 0.0, "gamma": 0.0, "black_level": 0.0}
+
+
 def cmd_dice(args) -> dict:
     from xaug.store import Store
     from xaug.synth.generate import synthesize
@@ -256,7 +261,7 @@ def cmd_dice(args) -> dict:
             t0 = time.perf_counter()
             train_version(store, raw.name, run=str(run), resume=(run / "last.pt").exists(), device="cpu",
                           epochs=epochs, size=args.size, batch=args.batch, arch=arch, width=width,
-                          depth=args.depth, lr=args.lr, aug=OnlineAug(hflip=0.0, **dict(args.aug)), seed=seed,
+                          depth=args.depth, lr=args.lr, aug=OnlineAug(**{**NO_ONLINE_AUG, **dict(args.aug)}), seed=seed,
                           val_every=epochs, progress=False, **extra)
             train_s = time.perf_counter() - t0
             ev = evaluate_run(store, str(run), dataset=raw.name, split="test", device="cpu", progress=False)
@@ -532,8 +537,8 @@ def main(argv=None) -> None:
     di.add_argument("--steps", type=int, default=600)
     di.add_argument("--lr", type=float, default=1e-2)
     di.add_argument("--aug", type=_aug_option, nargs="*", default=[], metavar="NAME=P",
-                    help="online augmentation probabilities on top of the demo's (no flips), e.g. "
-                         "scale=0.5 gamma=0.5; the run folders then carry them in their names")
+                    help="online augmentation probabilities (default: none, no flips), e.g. scale=0.5 "
+                         "translate=0.5 (the trainer's default); the run folders carry them in their names")
     pa = sub.add_parser("paired", help="paired differences of finished dice runs, with bootstrap intervals")
     pa.add_argument("--home", required=True, help="the store the runs were trained from")
     pa.add_argument("--dataset", default="bench")

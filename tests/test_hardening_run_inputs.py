@@ -117,19 +117,52 @@ def test_the_settings_a_checkpoint_rebuilds_its_model_from_are_checked_before_bu
     assert "the checkpoint's settings were edited or are damaged" in line
 
 
-@pytest.mark.parametrize("dropped", [("arch", "blocks", "world_size"), ("stem",), ("max_width", "val_batch")],
-                         ids=["before-arch", "before-stem", "before-val-batch"])
-def test_a_run_of_an_older_trainer_still_evaluates(store_copy, run_copy, dropped):
-    """Configs written before newer keys existed take the defaults (the model: model_from_config's)."""
-    for path in (run_copy / "config.json",):
-        cfg = json.loads(path.read_text())
-        path.write_text(json.dumps({k: v for k, v in cfg.items() if k not in dropped}))
+@pytest.fixture(scope="module")
+def older(tiny_home, tmp_path_factory) -> dict[str, Path]:
+    """Runs of the models older trainers made: a U-Net (before `arch`, the only model) and a
+    ResUNet of the first, strided design (before `stem`, the only design)."""
+    from trainer.runs import train_version
+    from xaug.store import Store
+
+    runs = {}
+    for name, extra in (("unet", {"arch": "unet"}), ("strided", {"arch": "resunet", "stem": "strided"})):
+        runs[name] = tmp_path_factory.mktemp("older") / name
+        train_version(Store(tiny_home), "raw", run=runs[name], epochs=1, size=64, batch=2, width=4, depth=2,
+                      workers=0, device="cpu", progress=False, disk_cache=False, **extra)
+    return runs
+
+
+AUG_OPTIONS = ("scale", "translate", "gamma", "black_level")
+
+
+@pytest.mark.parametrize("model, dropped", [
+    ("unet", ("arch", "blocks", "world_size")), ("strided", ("stem",)), ("default", ("max_width", "val_batch")),
+    ("unet", tuple(f"aug.{k}" for k in AUG_OPTIONS))],
+    ids=["before-arch", "before-stem", "before-val-batch", "before-online-geometry"])
+def test_a_run_of_an_older_trainer_still_evaluates(store_copy, trained, older, tmp_path, model, dropped):
+    """Configs written before newer keys existed are read as what that trainer did (the model:
+    model_from_config's; online zoom and shift: off), and evaluate as before."""
+    from trainer.config import TrainConfig
+
+    run = tmp_path / "run"
+    shutil.copytree(trained if model == "default" else older[model], run)
+
+    def drop(cfg: dict) -> dict:
+        out = {k: v for k, v in cfg.items() if k not in dropped}
+        out["aug"] = {k: v for k, v in cfg["aug"].items() if f"aug.{k}" not in dropped}
+        return out
+
+    path = run / "config.json"
+    path.write_text(json.dumps(drop(json.loads(path.read_text()))))
     for name in ("best.pt", "last.pt"):
-        ckpt = torch.load(run_copy / name, weights_only=True)
-        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k not in dropped}
-        torch.save(ckpt, run_copy / name)
-    res = xaug("evaluate", "--run", run_copy, "--device", "cpu", "--quiet", "--home", store_copy)
+        ckpt = torch.load(run / name, weights_only=True)
+        ckpt["config"] = drop(ckpt["config"])
+        torch.save(ckpt, run / name)
+    res = xaug("evaluate", "--run", run, "--device", "cpu", "--quiet", "--home", store_copy)
     assert res.exit_code == 0, res.output
+    if "aug.scale" in dropped:
+        aug = TrainConfig.from_stored(json.loads(path.read_text()), where="config.json", fix="").aug
+        assert (aug.scale, aug.translate, aug.gamma, aug.black_level) == (0.0, 0.0, 0.0, 0.0)
 
 
 # ---------------------------------------------------------------- predict --split

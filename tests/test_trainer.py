@@ -93,7 +93,7 @@ def test_augmentation_is_keyed_by_seed_epoch_index(tmp_path):
 def test_hflip_flips_image_and_mask_together(tmp_path):
     samples = make_samples(tmp_path, n=1)
     plain = TrainSet(samples, 64, aug=None)[0]
-    flip = TrainSet(samples, 64, OnlineAug(0, 0, 0, 0, hflip=1.0))[0]
+    flip = TrainSet(samples, 64, OnlineAug(0, 0, 0, 0, hflip=1.0, scale=0.0, translate=0.0))[0]
     assert torch.equal(flip[0], plain[0].flip(-1)) and torch.equal(flip[1], plain[1].flip(-1))
 
 
@@ -232,9 +232,16 @@ def test_geometry_and_exposure_kernels():
     assert np.all(np.diff(lut.astype(int)) >= 0)
 
 
-def test_online_geometry_is_seeded_and_off_by_default(tmp_path):
+def test_online_geometry_is_seeded_and_only_zoom_and_shift_are_on_by_default(tmp_path):
     samples = make_samples(tmp_path, n=2)
-    assert OnlineAug().geometry() is None
+    default = OnlineAug()
+    assert (default.scale, default.translate, default.gamma, default.black_level) == (0.5, 0.5, 0.0, 0.0)
+    assert OnlineAug(scale=0.0, translate=0.0).geometry() is None
+    # a config stored before the options existed had them off, whatever today's defaults
+    old = TrainConfig(**TINY).to_dict()
+    old["aug"] = {k: v for k, v in old["aug"].items() if k not in ("scale", "translate", "gamma", "black_level")}
+    assert TrainConfig.from_dict(old).aug.geometry() is None
+    assert TrainConfig.from_dict(TrainConfig(**TINY).to_dict()).aug == default
     aug = OnlineAug(0, 0, 0, 0, hflip=0.0, scale=1.0, translate=1.0, gamma=1.0, black_level=1.0)
     a = TrainSet(samples, 64, aug, seed=3)
     b = TrainSet(samples, 64, aug, seed=3, cache=False)

@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
 
@@ -351,9 +351,11 @@ def resolved_config(options: dict[str, Any], epochs: int, seed: int, where: str 
                            where=f"{where}.aug")
     try:
         # from_dict reads an old stored config; a new run gets the constructor's defaults
-        default_arch = getattr(TrainConfig(), "arch", None)
-        base = {"arch": default_arch} if default_arch is not None else {}
-        cfg = TrainConfig.from_dict({**base, **options, "epochs": epochs, "seed": seed})
+        default = TrainConfig()
+        base = {"arch": default.arch}
+        if isinstance(aug, dict):
+            base["aug"] = {**asdict(default.aug), **aug}
+        cfg = TrainConfig.from_dict({**options, **base, "epochs": epochs, "seed": seed})
     except XaugError as exc:
         raise BadInput(exc.message, where=f"{where} ({exc.where})" if exc.where else where) from None
     return cfg.identity()

@@ -28,7 +28,9 @@ UPPER_HINTS = {
 }
 
 
-STORED_NOTES = ("parameters", "environment")  # written beside the settings in config.json, not settings
+STORED_NOTES = ("parameters", "environment")
+# online augmentations a stored config may lack: they did not exist then, so they were off
+STORED_OFF_AUG = ("scale", "translate", "gamma", "black_level")  # written beside the settings in config.json, not settings
 
 
 def _type_problem(f, value) -> str | None:
@@ -138,6 +140,11 @@ class TrainConfig:
         # a stored config from before `arch` existed describes a U-Net, whatever today's default.
         # (One from before `stem` existed describes a ResUNet with the strided stem: the model is
         # rebuilt from the stored dict (trainer.model.model_from_config), which knows that.)
+        # Its `aug` without an online option predates that option, which was off (zoom and shift
+        # were off by default until the ResUNet became the default model).
+        aug = data.get("aug")
+        if isinstance(aug, dict):
+            data = {**data, "aug": {**{k: 0.0 for k in STORED_OFF_AUG}, **aug}}
         return cls(**{"arch": "unet", **data})
 
     @classmethod

@@ -3,11 +3,11 @@
 Two architectures in plain torch, chosen with `arch`, and an adapter to
 segmentation_models_pytorch (`smp:<Architecture>:<encoder>`, only where smp is installed):
 
-* `unet` (the default): the classic U-Net, `width` channels at full resolution.
-* `resunet`: a ResNet-style encoder (a full-resolution stem conv, then BasicBlock stages at
-  1/2 .. 1/2**depth) and a U-Net decoder whose full-resolution stage runs few channels: 39 % of
-  the U-Net's work per image and 65 % of smp's Unet-resnet34's; measured against both in
+* `resunet` (the default): a ResNet-style encoder (a full-resolution stem conv, then BasicBlock
+  stages at 1/2 .. 1/2**depth) and a U-Net decoder whose full-resolution stage runs few channels:
+  39 % of the U-Net's work per image and 65 % of smp's Unet-resnet34's; measured against both in
   docs/benchmarks.md (which sets the default below).
+* `unet`: the classic U-Net, `width` channels at full resolution (the default before the ResUNet).
 
 >>> import torch
 >>> net = UNet(in_channels=1, classes=29, width=8, depth=3)
@@ -191,10 +191,13 @@ class ResUNet(nn.Module):
 
 
 ARCHS = ("resunet", "unet")
-# chosen by measurement (docs/benchmarks.md): the ResUNet steps faster than smp's Unet-resnet34
-# (and the U-Net), but at the demo scale (600 steps, three seeds) reached 0.657 test Dice where
-# the U-Net reached 0.671, so the U-Net stays
-DEFAULT_ARCH = "unet"
+# chosen by measurement (docs/benchmarks.md, "Dice at equal steps"): the ResUNet steps faster than
+# smp's Unet-resnet34 on CPU (0.74x at 256 px, 0.85x at 512) and 2.5-3x faster than the U-Net;
+# with the trainer's default online zoom and shift (trainer.data.OnlineAug) it reached 0.684 test
+# Dice at the demo scale (600 steps, three seeds) where the previous default, the U-Net without
+# them, reached 0.671 (+0.013, 95 % interval over images -0.0002 to +0.025) and the U-Net with
+# them 0.661 (ResUNet +0.024, interval +0.012 to +0.035)
+DEFAULT_ARCH = "resunet"
 
 
 def parse_smp(arch: str) -> tuple[str, str]:

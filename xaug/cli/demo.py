@@ -25,7 +25,7 @@ def demo_cmd(
     train_size: int = typer.Option(128, "--train-size", min=64, help="Training input side (a multiple of 16)."),
     epochs: int = typer.Option(100, "--epochs", min=1,
                                help="Baseline epochs; augmented runs get the same number of steps."),
-    width: int = typer.Option(16, "--width", min=4, help="U-Net channels at full resolution."),
+    width: int = typer.Option(16, "--width", min=4, help="Model width (--width of xaug train)."),
     lr: float = typer.Option(1e-2, "--lr", help="AdamW peak learning rate (high: the demo trains few steps)."),
     mosaic_run: bool = typer.Option(False, "--mosaic-run", help="Also train and compare a mosaic run."),
     runs: Path = typer.Option(Path("runs"), "--runs", help="Folder for the run folders."),

@@ -1,4 +1,4 @@
-"""Training commands: train, evaluate, predict, compare (the bundled U-Net in `trainer/`).
+"""Training commands: train, evaluate, predict, compare (the bundled trainer in `trainer/`).
 
 torch is imported inside the commands, never at module import, so other commands start fast.
 """
@@ -43,9 +43,12 @@ def train_cmd(
     blocks: int = typer.Option(2, "--blocks", min=1, help="resunet: BasicBlocks per encoder stage (2: ResNet-18-like)."),
     norm: str = typer.Option("batch", "--norm", help="batch, group, instance or none."),
     hflip: float = typer.Option(0.5, "--hflip", min=0.0, max=1.0, help="Online horizontal flip probability."),
-    scale_p: float = typer.Option(0.0, "--scale", min=0.0, max=1.0, help="Online zoom probability (x0.85-1.15)."),
-    translate_p: float = typer.Option(0.0, "--translate", min=0.0, max=1.0,
-                                      help="Online shift probability (up to 10% of the side)."),
+    scale_p: Optional[float] = typer.Option(None, "--scale", min=0.0, max=1.0, show_default=False,
+                                            help="Online zoom probability (x0.85-1.15); default: on, the "
+                                            "measured choice (docs/training.md); 0 switches it off."),
+    translate_p: Optional[float] = typer.Option(None, "--translate", min=0.0, max=1.0, show_default=False,
+                                                help="Online shift probability (up to 10% of the side); default: "
+                                                "on, like --scale; 0 switches it off."),
     gamma_p: float = typer.Option(0.0, "--gamma", min=0.0, max=1.0, help="Online gamma probability (0.7-1.5)."),
     black_p: float = typer.Option(0.0, "--black-level", min=0.0, max=1.0,
                                   help="Online black-level probability (black point raised by 0-40 of 255)."),
@@ -74,8 +77,8 @@ def train_cmd(
     options = dict(epochs=epochs, size=size, batch=batch, lr=lr, arch=arch or DEFAULT_ARCH, width=width, depth=depth,
                    blocks=blocks, norm=norm, seed=seed, workers=workers, val_every=val_every,
                    val_limit=val_limit, compile=compile_,
-                   aug=OnlineAug(hflip=hflip, scale=scale_p, translate=translate_p, gamma=gamma_p,
-                                 black_level=black_p))
+                   aug=OnlineAug(hflip=hflip, gamma=gamma_p, black_level=black_p,
+                                 **{k: v for k, v in (("scale", scale_p), ("translate", translate_p)) if v is not None}))
     env = dist_env()
     if nproc > 1 and not env.distributed:
         TrainConfig(**options)  # a bad option fails here, once, before any process starts
