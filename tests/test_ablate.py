@@ -286,6 +286,12 @@ def test_an_arm_may_change_the_trainer_settings_only(tiny_dataset, tmp_path):
         plan_runs(clash, [ArmData(a, tiny_dataset) for a in clash.arms], tiny_dataset, tmp_path / "runs")
 
 
+@pytest.mark.parametrize("path", sorted(p.name for p in (REPO / "pipelines").glob("ablate-*.yaml")))
+def test_the_ablation_specs_in_pipelines_are_valid(path):
+    spec = load_ablation(REPO / "pipelines" / path)
+    assert len(spec.seed_list()) == 3 and spec.candidates
+
+
 # ---------------------------------------------------------------- end to end, killed and resumed
 
 def _ablate_cmd(spec: Path, home: Path, tmp: Path) -> list[str]:
