@@ -211,7 +211,8 @@ def _tiny_spec(**over) -> dict:
         "candidates": [
             {"name": "wrist", "pipeline": {"include_source": True, "steps": [
                 {"op": "rotate", "pivot": "wrist", "angles": [-40, 40], "per_image": 1}]}},
-            {"name": "flip", "pipeline": {"include_source": True, "steps": [{"op": "flip"}]}},
+            {"name": "flip", "pipeline": {"include_source": True, "steps": [{"op": "flip"}]},
+             "train": {"width": 6}},   # data and trainer both: the arm's settings reach its runs
         ],
         "seeds": 2,
         "train": {"steps": 4, "size": 64, "batch": 4, "width": 4, "depth": 3, "workers": 0,
@@ -350,7 +351,11 @@ def test_ablate_end_to_end_resumes_after_a_kill(tmp_path):
     rows = (out / "ablate.csv").read_text().splitlines()
     assert rows[0].startswith("split,subset,images,class,arm")
     assert len(rows) - 1 == sum(len(s["subsets"]) for s in report["splits"].values()) * 3 * 30
-    assert "<table" in (out / "index.html").read_text()
+    assert "<table" in (out / "index.html").read_text() and "width=6" in (out / "index.html").read_text()
+    assert report["arms"]["flip"]["train"] == {"width": 6} and report["arms"]["wrist"]["train"] == {}
+    for r in report["runs"]:
+        stored = json.loads((Path(r["run_dir"]) / "config.json").read_text())
+        assert stored["width"] == (6 if r["arm"] == "flip" else 4), r["run_dir"]
     for split in ("val", "test"):
         for kind in ("subsets", "classes"):
             assert (out / f"diff_{kind}_{split}.png").stat().st_size > 5_000

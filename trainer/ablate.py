@@ -780,7 +780,8 @@ def _log_plan(runs: list[PlannedRun], spec: AblationSpec, log: Log) -> None:
         log(f"  note: steps differ by up to {steps[-1] - steps[0]} (whole epochs)"
             + (f"; train.steps: {hint} would make them exactly equal" if hint else ""))
     done = sum(1 for r in runs if (r.run_dir / RUN_RECORD).exists())
-    log(f"{len(runs)} runs ({len(by_arm)} arms x {len(spec.seed_list())} seeds); "
+    n_seeds = len(spec.seed_list())
+    log(f"{len(runs)} runs ({len(by_arm)} arms x {n_seeds} seed{'' if n_seeds == 1 else 's'}); "
         f"{done} with a finished record to check")
 
 
