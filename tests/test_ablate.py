@@ -268,6 +268,14 @@ def test_an_arm_may_change_the_trainer_settings_only(tiny_dataset, tmp_path):
     assert len({r.config_hash for r in runs}) == len(runs) == 6
     assert by_arm["res"].options["arch"] == "resunet" and by_arm["res"].options["aug"]["scale"] == 0.5
     assert "arch" not in by_arm["baseline"].options
+    # the identity (hash) is of what trains: the arm's arch and aug over today's defaults
+    from trainer.ablate import resolved_config
+    from trainer.config import TrainConfig
+
+    res_id = resolved_config(by_arm["res"].options, 1, 0)
+    assert res_id["arch"] == "resunet" and res_id["aug"]["scale"] == 0.5 and res_id["aug"]["hflip"] == 0.0
+    unet_id = resolved_config({**by_arm["res"].options, "arch": "unet", "aug": {"hflip": 0.0}}, 1, 0)
+    assert unet_id["arch"] == "unet" and unet_id["aug"]["scale"] == TrainConfig().aug.scale
     # 12 images minus the 2 validation persons' 4 -> 8 training images: batch 4 -> 2 steps per
     # epoch, batch 2 -> 4; each arm gets the ablation's 4 steps
     assert {r.steps for r in runs} == {4} and by_arm["wide"].epochs == 1 and by_arm["baseline"].epochs == 2
@@ -285,6 +293,30 @@ def test_an_arm_may_change_the_trainer_settings_only(tiny_dataset, tmp_path):
     clash = parse_ablation(_tiny_spec(candidates=[{"name": "x", "train": {"options": {"seed": 3}}}]))
     with pytest.raises(BadInput, match="candidates.0.train.options must not set seed"):
         plan_runs(clash, [ArmData(a, tiny_dataset) for a in clash.arms], tiny_dataset, tmp_path / "runs")
+
+
+@pytest.mark.parametrize("where, train", [
+    ("candidates.1.train (--arch)", {"arch": "bogus"}),
+    ("candidates.1.train.aug", {"aug": {"zoom": 0.5}}),
+    ("candidates.1.train (--size)", {"size": 100}),
+])
+def test_bad_trainer_settings_stop_the_check_and_the_run_before_anything_is_built(store_copy, tmp_path, where, train):
+    """An arm's (or the shared) trainer settings are resolved by --check and before the first
+    pipeline is built: `arch: bogus` used to pass --check, build every arm's version, then stop."""
+    from trainer.ablate import run_ablation
+    from xaug.store import Store
+
+    spec = _tiny_spec()
+    spec["candidates"][1]["train"] = train
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    res = runner.invoke(app, ["ablate", str(path), "--check", "--home", str(store_copy)])
+    assert res.exit_code == 2 and res.output.startswith(f"error: {where}"), res.output
+    before = sorted(v.name for v in Store(store_copy).datasets())
+    with pytest.raises(BadInput, match=where.replace("(", r"\(").replace(")", r"\)")):
+        run_ablation(Store(store_copy), load_ablation(path), out=tmp_path / "out", runs_dir=tmp_path / "runs",
+                     device="cpu", progress=False, log=lambda text: None)
+    assert sorted(v.name for v in Store(store_copy).datasets()) == before and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in (REPO / "pipelines").glob("ablate-*.yaml")))

@@ -337,6 +337,16 @@ def train_options(settings: TrainSettings, where: str = "train") -> dict[str, An
     return opts
 
 
+def check_training(spec: AblationSpec, nproc: int = 1) -> None:
+    """Resolve every arm's trainer settings as its runs will (unknown arch or online augmentation,
+    a size that 2**depth does not divide, ...): one line naming the arm's key, before anything is
+    built or trained. Imports torch (the trainer's config)."""
+    for key, arm in _arm_keys(spec):
+        where = f"{key}.train" if arm.train else "train"
+        opts = train_options(arm_settings(spec, arm), where=where)
+        resolved_config({**opts, "world_size": nproc} if nproc > 1 else opts, 1, 0, where=where)
+
+
 def resolved_config(options: dict[str, Any], epochs: int, seed: int, where: str = "train") -> dict[str, Any]:
     """The trainer's full resolved config identity for these options (defaults filled in)."""
     from trainer.config import TrainConfig
@@ -352,10 +362,10 @@ def resolved_config(options: dict[str, Any], epochs: int, seed: int, where: str 
     try:
         # from_dict reads an old stored config; a new run gets the constructor's defaults
         default = TrainConfig()
-        base = {"arch": default.arch}
+        given = {"arch": default.arch, **options, "epochs": epochs, "seed": seed}
         if isinstance(aug, dict):
-            base["aug"] = {**asdict(default.aug), **aug}
-        cfg = TrainConfig.from_dict({**options, **base, "epochs": epochs, "seed": seed})
+            given["aug"] = {**asdict(default.aug), **aug}
+        cfg = TrainConfig.from_dict(given)
     except XaugError as exc:
         raise BadInput(exc.message, where=f"{where} ({exc.where})" if exc.where else where) from None
     return cfg.identity()
@@ -692,6 +702,7 @@ def run_ablation(store, spec: AblationSpec, *, out: Path, runs_dir: Path, device
     """Build what is missing, train every (arm, seed), score, analyse and write the report."""
     out, runs_dir = Path(out), Path(runs_dir)
     started = time.perf_counter()
+    check_training(spec, nproc)  # a bad setting stops here, before any dataset is built
     data = resolve_data(store, spec, jobs, progress, log)
     arms = resolve_arms(store, spec, data, jobs, progress, log, base_dir)
     runs = plan_runs(spec, arms, data, runs_dir, nproc)

@@ -32,7 +32,7 @@ def ablate_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Override train.steps (other runs: other hashes)."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (GPUs) per training run, as `xaug train "
                               "--nproc` (DistributedDataParallel under torchrun; train.batch is per process)."),
-    check: bool = typer.Option(False, "--check", help="Only validate the spec; build and train nothing."),
+    check: bool = typer.Option(False, "--check", help="Only validate the spec and every arm's trainer settings; build and train nothing."),
     json_out: bool = typer.Option(False, "--json", help="Print ablate.json to stdout (progress stays on stderr)."),
     jobs: Optional[int] = JobsOption,
     quiet: bool = QuietOption,
@@ -51,6 +51,9 @@ def ablate_cmd(
     if steps is not None:
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"steps": steps})})
     if check:
+        from trainer.ablate import check_training
+
+        check_training(spec, nproc)
         arms = ", ".join(a.name for a in spec.arms)
         out.print(f"{spec_file}: valid; arms {arms}; seeds {spec.seed_list()}; {len(spec.arms) * len(spec.seed_list())} "
                   f"runs of {spec.train.steps} steps", markup=False)
