@@ -19,7 +19,9 @@ layers, same 24.43 M parameters), and the row says so.
 trained for the same number of steps at 128 px, scored on the test split at 512 px. `--archs
 resunet@16 resunet-strided@16 unet@16` (arch@width; `resunet-strided`: the ResUNet's first
 design), `--seeds 0 1`. No online augmentation unless `--aug` adds some for all the runs of that
-call: `--aug scale=0.5 translate=0.5` is the trainer's default (zoom and shift).
+call: `--aug scale=0.5 translate=0.5 border=replicate` is the trainer's default (zoom and shift,
+the edge replicated into what they bring in; without `border=` the border is black, as in the
+rows measured before the option existed).
 
 `startup`: wall time of `xaug train --epochs 1` (tiny model) run twice, cold and warm disk
 cache; `--code DIR` runs another checkout of xaug (e.g. `git archive` of an older commit) the
@@ -226,7 +228,8 @@ def cmd_step(args) -> dict:
 
 # the `dice` runs' online augmentation unless --aug adds some: none, so that the rows measured
 # before the trainer turned zoom and shift on by default stay reproducible by their commands
-NO_ONLINE_AUG = {"hflip": 0.0, "scale": 0.0, "translate": 0.0, "gamma": 0.0, "black_level": 0.0}
+NO_ONLINE_AUG = {"hflip": 0.0, "scale": 0.0, "translate": 0.0, "gamma": 0.0, "black_level": 0.0,
+                 "border": "constant"}
 
 
 def cmd_dice(args) -> dict:
@@ -256,7 +259,7 @@ def cmd_dice(args) -> dict:
             arch, _, stem = arch.partition("-")
         extra = {"stem": stem} if stem else {}
         for seed in args.seeds:
-            tag = "".join(f"-{name}{p:g}" for name, p in args.aug)
+            tag = "".join(f"-{name}{p:g}" if isinstance(p, float) else f"-{p}" for name, p in args.aug)
             run = Path(args.runs) / f"{arch}{'-' + stem if stem else ''}-w{width}{tag}-s{seed}"
             t0 = time.perf_counter()
             train_version(store, raw.name, run=str(run), resume=(run / "last.pt").exists(), device="cpu",
@@ -497,11 +500,15 @@ def cmd_coldstart(args) -> dict:
     return {**head(device), "rows": rows}
 
 
-def _aug_option(text: str) -> tuple[str, float]:
-    from trainer.data import OnlineAug
+def _aug_option(text: str) -> tuple[str, float | str]:
+    from trainer.data import BORDERS, OnlineAug
 
     name, _, value = text.partition("=")
     name = name.replace("-", "_")
+    if name == "border":
+        if value not in BORDERS:
+            raise argparse.ArgumentTypeError(f"{text!r}: border is one of {', '.join(BORDERS)}")
+        return name, value
     if name not in OnlineAug.__dataclass_fields__ or not value:
         raise argparse.ArgumentTypeError(f"{text!r}: use NAME=P with NAME one of scale, translate, gamma, "
                                          "black_level, hflip, brightness_contrast, clahe, sharpen, emboss")
@@ -538,7 +545,8 @@ def main(argv=None) -> None:
     di.add_argument("--lr", type=float, default=1e-2)
     di.add_argument("--aug", type=_aug_option, nargs="*", default=[], metavar="NAME=P",
                     help="online augmentation probabilities (default: none, no flips), e.g. scale=0.5 "
-                         "translate=0.5 (the trainer's default); the run folders carry them in their names")
+                         "translate=0.5 border=replicate (the trainer's default; border: constant unless "
+                         "given); the run folders carry them in their names")
     pa = sub.add_parser("paired", help="paired differences of finished dice runs, with bootstrap intervals")
     pa.add_argument("--home", required=True, help="the store the runs were trained from")
     pa.add_argument("--dataset", default="bench")

@@ -132,7 +132,7 @@ def older(tiny_home, tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
-AUG_OPTIONS = ("scale", "translate", "gamma", "black_level")
+AUG_OPTIONS = ("scale", "translate", "gamma", "black_level", "border")
 
 
 @pytest.mark.parametrize("model, dropped", [
@@ -162,7 +162,7 @@ def test_a_run_of_an_older_trainer_still_evaluates(store_copy, trained, older, t
     assert res.exit_code == 0, res.output
     if "aug.scale" in dropped:
         aug = TrainConfig.from_stored(json.loads(path.read_text()), where="config.json", fix="").aug
-        assert (aug.scale, aug.translate, aug.gamma, aug.black_level) == (0.0, 0.0, 0.0, 0.0)
+        assert (aug.scale, aug.translate, aug.gamma, aug.black_level, aug.border) == (0.0, 0.0, 0.0, 0.0, "constant")
 
 
 # ---------------------------------------------------------------- predict --split

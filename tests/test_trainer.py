@@ -223,6 +223,15 @@ def test_geometry_and_exposure_kernels():
     shifted_g, shifted_m = affine_scale_translate(g, m, 1.0, (3.0, 2.0))  # whole pixels: exact copies
     assert np.array_equal(shifted_g[2:, 3:], g[:-2, :-3]) and np.array_equal(shifted_m[:, 2:, 3:], m[:, :-2, :-3])
     assert shifted_g[:2].max() == 0 and shifted_m[:, :, :3].max() == 0
+    # replicate: what comes in is the edge row / column, pixels and labels alike
+    rg, rm = affine_scale_translate(g, m, 1.0, (3.0, 2.0), border="replicate")
+    assert np.array_equal(rg[2:, 3:], shifted_g[2:, 3:]) and np.array_equal(rm[:, 2:, 3:], shifted_m[:, 2:, 3:])
+    assert np.array_equal(rg[0, 3:], g[0, :-3]) and np.array_equal(rg[5, :3], np.full(3, g[3, 0]))
+    assert np.array_equal(rm[:, 0, 3:], m[:, 0, :-3]) and np.array_equal(rm[:, 1], rm[:, 2])
+    out, _ = affine_scale_translate(g, m, 0.5, (0.0, 0.0), border="replicate")  # zoomed out: no black frame
+    assert out[0, 0] == g[0, 0] and out[-1, -1] == g[-1, -1]
+    with pytest.raises(Exception, match="unknown border 'wrap'"):
+        OnlineAug(border="wrap")
     zg, zm = affine_scale_translate(g, m, 1.3, (0.0, 0.0))
     assert zg.dtype == np.uint8 and zm.dtype == np.uint8 and set(np.unique(zm)) <= {0, 1}
     assert np.array_equal(g, g0) and np.array_equal(m, m0)  # inputs untouched
@@ -236,12 +245,17 @@ def test_online_geometry_is_seeded_and_only_zoom_and_shift_are_on_by_default(tmp
     samples = make_samples(tmp_path, n=2)
     default = OnlineAug()
     assert (default.scale, default.translate, default.gamma, default.black_level) == (0.5, 0.5, 0.0, 0.0)
+    assert default.border == "replicate"
     assert OnlineAug(scale=0.0, translate=0.0).geometry() is None
-    # a config stored before the options existed had them off, whatever today's defaults
+    # a config stored before the options existed had them off and a black border, whatever today's defaults
     old = TrainConfig(**TINY).to_dict()
-    old["aug"] = {k: v for k, v in old["aug"].items() if k not in ("scale", "translate", "gamma", "black_level")}
-    assert TrainConfig.from_dict(old).aug.geometry() is None
+    old["aug"] = {k: v for k, v in old["aug"].items()
+                  if k not in ("scale", "translate", "gamma", "black_level", "border")}
+    assert TrainConfig.from_dict(old).aug.geometry() is None and TrainConfig.from_dict(old).aug.border == "constant"
     assert TrainConfig.from_dict(TrainConfig(**TINY).to_dict()).aug == default
+    # the border is part of a run's identity only where zoom or shift can bring one in
+    assert "border" in TrainConfig(**TINY).identity()["aug"]
+    assert "border" not in TrainConfig(**TINY, aug=OnlineAug(scale=0.0, translate=0.0)).identity()["aug"]
     aug = OnlineAug(0, 0, 0, 0, hflip=0.0, scale=1.0, translate=1.0, gamma=1.0, black_level=1.0)
     a = TrainSet(samples, 64, aug, seed=3)
     b = TrainSet(samples, 64, aug, seed=3, cache=False)

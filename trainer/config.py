@@ -29,8 +29,9 @@ UPPER_HINTS = {
 
 
 STORED_NOTES = ("parameters", "environment")
-# online augmentations a stored config may lack: they did not exist then, so they were off
-STORED_OFF_AUG = ("scale", "translate", "gamma", "black_level")  # written beside the settings in config.json, not settings
+# online augmentation settings a stored config may lack: they did not exist then, and what the
+# trainer did before is this (off, a black border)
+STORED_AUG_BEFORE = {"scale": 0.0, "translate": 0.0, "gamma": 0.0, "black_level": 0.0, "border": "constant"}  # written beside the settings in config.json, not settings
 
 
 def _type_problem(f, value) -> str | None:
@@ -144,7 +145,7 @@ class TrainConfig:
         # were off by default until the ResUNet became the default model).
         aug = data.get("aug")
         if isinstance(aug, dict):
-            data = {**data, "aug": {**{k: 0.0 for k in STORED_OFF_AUG}, **aug}}
+            data = {**data, "aug": {**STORED_AUG_BEFORE, **aug}}
         return cls(**{"arch": "unet", **data})
 
     @classmethod
@@ -182,4 +183,6 @@ class TrainConfig:
             d.pop(k)
         if self.arch != "resunet":
             d.pop("stem")  # only the ResUNet has one: other runs keep their identity (and ablate hash)
+        if self.aug.scale <= 0 and self.aug.translate <= 0:
+            d["aug"].pop("border")  # it only acts on zoom and shift: runs without them keep their identity
         return d

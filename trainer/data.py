@@ -36,12 +36,14 @@ class OnlineAug:
 
     The geometric and exposure ones (`scale`, `translate`, `gamma`, `black_level`) are xaug's own
     kernels below (`affine_scale_translate`, `gamma_black_level`), drawn by `GeometryParams`
-    from the item's seed. Zoom and shift are on by default (probability 0.5 each): with the
-    default model (the ResUNet) they raised the demo benchmark's test Dice by 0.028 (95 %
-    interval over images +0.010 to +0.046, three seeds); with the U-Net they did not help
-    (-0.011, -0.025 to +0.002). Gamma and black level stay off: one seed each, within the
-    seed-to-seed spread (docs/benchmarks.md). Configs stored before these fields existed had
-    them off (TrainConfig.from_dict).
+    from the item's seed. Zoom and shift are on by default (probability 0.5 each), with what
+    they bring in at the borders replicated from the edge (`border`): the forearm of a hand
+    radiograph always reaches the image's edge, and a black band under it (`"constant"`) cost the
+    ResUNet 0.06-0.09 Dice on the radius and ulna. With the default model (the ResUNet) zoom and
+    shift raised the demo benchmark's test Dice from 0.657 to 0.692 (three seeds; black border:
+    0.684); with the U-Net and a black border they did not help (docs/benchmarks.md). Gamma and
+    black level stay off: one seed each, within the seed-to-seed spread. Configs stored before
+    these fields existed had them off and a black border (TrainConfig.from_dict).
     """
 
     brightness_contrast: float = 0.5
@@ -57,6 +59,7 @@ class OnlineAug:
     gamma_range: tuple[float, float] = (0.7, 1.5)
     black_level: float = 0.0               # raise the black point (a washed-out film)
     black_level_range: tuple[float, float] = (0.0, 40.0)
+    border: str = "replicate"              # what zoom-out and shift bring in: the edge repeated, or black
 
     def __post_init__(self):
         # JSON and checkpoints give lists back; compare as tuples so --resume sees equal configs
@@ -73,6 +76,8 @@ class OnlineAug:
             raise BadInput("scale_range and gamma_range must be > 0", where="aug")
         if not (0 <= self.black_level_range[0] and self.black_level_range[1] < 255):
             raise BadInput("black_level_range must lie in [0, 255)", where="aug")
+        if self.border not in BORDERS:
+            raise BadInput(f"unknown border {self.border!r}; known: {', '.join(BORDERS)}", where="aug.border")
 
     def geometry(self) -> "GeometryParams | None":
         if max(self.scale, self.translate, self.gamma, self.black_level) <= 0:
@@ -98,10 +103,15 @@ class OnlineAug:
         return A.Compose(ops) if ops else None
 
 
-def affine_scale_translate(gray: np.ndarray, masks: np.ndarray, scale: float, shift: tuple[float, float]
-                           ) -> tuple[np.ndarray, np.ndarray]:
+BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+
+
+def affine_scale_translate(gray: np.ndarray, masks: np.ndarray, scale: float, shift: tuple[float, float],
+                           border: str = "constant") -> tuple[np.ndarray, np.ndarray]:
     """Zoom by `scale` about the centre, then shift by `shift` = (dx, dy) pixels. Pure; the image
-    is warped bilinearly with a black border, the (C, H, W) masks with nearest neighbours.
+    is warped bilinearly, the (C, H, W) masks with nearest neighbours, and what comes in from
+    outside is `border`: "constant" black (no label), or "replicate", the edge pixels and labels
+    repeated (a forearm that leaves the image keeps reaching its edge).
 
     >>> g = np.arange(16, dtype=np.uint8).reshape(4, 4); m = np.zeros((1, 4, 4), np.uint8)
     >>> out, mo = affine_scale_translate(g, m, 1.0, (0.0, 0.0))
@@ -111,11 +121,11 @@ def affine_scale_translate(gray: np.ndarray, masks: np.ndarray, scale: float, sh
     h, w = gray.shape[:2]
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     mat = np.array([[scale, 0.0, (1 - scale) * cx + shift[0]], [0.0, scale, (1 - scale) * cy + shift[1]]])
-    img = cv2.warpAffine(gray, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    mode = BORDERS[border]
+    img = cv2.warpAffine(gray, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=0)
     out = np.empty_like(masks)
     for c in range(masks.shape[0]):
-        out[c] = cv2.warpAffine(masks[c], mat, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=0)
+        out[c] = cv2.warpAffine(masks[c], mat, (w, h), flags=cv2.INTER_NEAREST, borderMode=mode, borderValue=0)
     return img, out
 
 
@@ -154,7 +164,7 @@ class GeometryParams:
     def __call__(self, gray: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
         p = self.draw(rng, gray.shape[0])
         if p["scale"] != 1.0 or p["shift"] != (0.0, 0.0):
-            gray, masks = affine_scale_translate(gray, masks, p["scale"], p["shift"])
+            gray, masks = affine_scale_translate(gray, masks, p["scale"], p["shift"], self.aug.border)
         if p["gamma"] != 1.0 or p["black"] != 0.0:
             gray = gamma_black_level(gray, p["gamma"], p["black"])
         return gray, masks
