@@ -39,11 +39,11 @@ class OnlineAug:
     from the item's seed. Zoom and shift are on by default (probability 0.5 each), with what
     they bring in at the borders replicated from the edge (`border`): the forearm of a hand
     radiograph always reaches the image's edge, and a black band under it (`"constant"`) cost the
-    ResUNet 0.06-0.09 Dice on the radius and ulna. With the default model (the ResUNet) zoom and
-    shift raised the demo benchmark's test Dice from 0.657 to 0.692 (three seeds; black border:
-    0.684); with the U-Net and a black border they did not help (docs/benchmarks.md). Gamma and
-    black level stay off: one seed each, within the seed-to-seed spread. Configs stored before
-    these fields existed had them off and a black border (TrainConfig.from_dict).
+    ResUNet 0.06-0.09 Dice on the radius and ulna. Zoom and shift raised the demo benchmark's
+    test Dice (three seeds) from 0.657 to 0.692 with the default model, the ResUNet (black border:
+    0.684), and from 0.671 to 0.684 with the U-Net (black border: 0.661; docs/benchmarks.md).
+    Gamma and black level stay off: one seed each, within the seed-to-seed spread. Configs stored
+    before these fields existed had them off and a black border (TrainConfig.from_dict).
     """
 
     brightness_contrast: float = 0.5

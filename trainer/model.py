@@ -191,12 +191,12 @@ class ResUNet(nn.Module):
 
 
 ARCHS = ("resunet", "unet")
-# chosen by measurement (docs/benchmarks.md, "Dice at equal steps"): the ResUNet steps faster than
-# smp's Unet-resnet34 on CPU (0.74x at 256 px, 0.85x at 512) and 2.5-3x faster than the U-Net;
-# with the trainer's default online zoom and shift (trainer.data.OnlineAug) it reached 0.684 test
-# Dice at the demo scale (600 steps, three seeds) where the previous default, the U-Net without
-# them, reached 0.671 (+0.013, 95 % interval over images -0.0002 to +0.025) and the U-Net with
-# them 0.661 (ResUNet +0.024, interval +0.012 to +0.035)
+# chosen by measurement (docs/benchmarks.md, "Online augmentation at equal steps"): the ResUNet
+# steps faster than smp's Unet-resnet34 on CPU (0.74x at 256 px, 0.85x at 512) and does a third
+# of the U-Net's work; with the trainer's default online zoom and shift (trainer.data.OnlineAug)
+# it reached 0.692 test Dice at the demo scale (600 steps, three seeds) where the previous
+# default, the U-Net without them, reached 0.671 (+0.021, 95 % interval over images +0.007 to
+# +0.035) and the U-Net with them 0.684 (+0.008, interval -0.006 to +0.021)
 DEFAULT_ARCH = "resunet"
 
 
