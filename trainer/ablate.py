@@ -28,7 +28,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
 
@@ -319,11 +319,15 @@ def arm_settings(spec: AblationSpec, arm: Arm) -> TrainSettings:
         return spec.train
     merged = spec.train.model_dump()
     for key, value in arm.train.model_dump(exclude_unset=True).items():
-        if key in ("aug", "options") and isinstance(value, dict):
-            merged[key] = {**(merged.get(key) or {}), **value}
+        if key in ("aug", "options") and (isinstance(value, dict) or value is None):
+            merged[key] = {**(merged.get(key) or {}), **(value or {})}  # `aug: null`: the shared one, not none
         else:
             merged[key] = value
     return TrainSettings.model_construct(**merged)
+
+
+# TrainConfig fields the trainer fills in, never settings
+TRAINER_FILLS = {"dataset", "dataset_id", "val_dataset", "val_id", "train_images", "val_images", "world_size"}
 
 
 def train_options(settings: TrainSettings, where: str = "train") -> dict[str, Any]:
@@ -333,6 +337,10 @@ def train_options(settings: TrainSettings, where: str = "train") -> dict[str, An
     if clash:
         raise BadInput(f"{where}.options must not set {', '.join(clash)}; the ablation sets them",
                        where=f"{where}.options")
+    filled = sorted(set(settings.options or {}) & TRAINER_FILLS)  # in the run's identity, then overwritten
+    if filled:
+        raise BadInput(f"{where}.options must not set {', '.join(filled)}; the trainer fills them in from the "
+                       "arm's data (and --nproc); remove them", where=f"{where}.options")
     opts.update(settings.options or {})
     return opts
 
@@ -359,6 +367,12 @@ def resolved_config(options: dict[str, Any], epochs: int, seed: int, where: str 
         if bad:
             raise BadInput(f"unknown online augmentation {', '.join(bad)}; known: {', '.join(sorted(known))}",
                            where=f"{where}.aug")
+    from trainer.config import _type_problem
+
+    for f in fields(TrainConfig):  # `options: {blocks: "3"}` or `{compile: "no"}` would be taken as given
+        if f.name in options and (problem := _type_problem(f, options[f.name])):
+            key = f.name if f.name in TrainSettings.model_fields else f"options.{f.name}"
+            raise BadInput(problem, where=f"{where}.{key}")
     try:
         # from_dict reads an old stored config; a new run gets the constructor's defaults
         default = TrainConfig()
@@ -703,6 +717,12 @@ def run_ablation(store, spec: AblationSpec, *, out: Path, runs_dir: Path, device
     out, runs_dir = Path(out), Path(runs_dir)
     started = time.perf_counter()
     check_training(spec, nproc)  # a bad setting stops here, before any dataset is built
+    from xaug.outputs import check_output_dir
+
+    # so do the output folders: a file, or a folder inside the store, failed only after building
+    # the arms' versions and training every run (--out inside the store was even written to)
+    check_output_dir(out, "--out", store)
+    check_output_dir(runs_dir, "--runs", store)
     data = resolve_data(store, spec, jobs, progress, log)
     arms = resolve_arms(store, spec, data, jobs, progress, log, base_dir)
     runs = plan_runs(spec, arms, data, runs_dir, nproc)

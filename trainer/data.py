@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import signal
 import threading
@@ -28,6 +29,11 @@ from xaug.layout import read_image  # noqa: F401 - kept for callers importing it
 from xaug.store import read_sample_image
 from xaug.model import Sample
 from xaug.raster import class_masks
+
+
+def _finite(value) -> bool:
+    """A real number (not a bool, not NaN or infinite): what a probability or range end must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -63,20 +69,29 @@ class OnlineAug:
 
     def __post_init__(self):
         # JSON and checkpoints give lists back; compare as tuples so --resume sees equal configs
+        # a spec or an edited config.json can hold any JSON value here: a wrong type is one line too
         for name in ("scale_range", "gamma_range", "black_level_range"):
-            lo, hi = (float(v) for v in getattr(self, name))
+            value = getattr(self, name)
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_finite, value))):
+                raise BadInput(f"{name} must be a pair [low, high] of finite numbers, got {value!r}",
+                               where=f"aug.{name}")
+            lo, hi = (float(v) for v in value)
             if lo > hi:
                 raise BadInput(f"{name} low {lo} > high {hi}", where=name)
             setattr(self, name, (lo, hi))
         for name in ("brightness_contrast", "clahe", "sharpen", "emboss", "hflip", "scale", "translate",
                      "gamma", "black_level"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            value = getattr(self, name)  # NaN fails the comparisons
+            if not (_finite(value) and 0.0 <= value <= 1.0):
                 raise BadInput(f"{name} is a probability, between 0 and 1", where=f"--{name.replace('_', '-')}")
+        if not (_finite(self.translate_range) and 0.0 <= self.translate_range < 1.0):
+            raise BadInput(f"translate_range is a fraction of the side, from 0 to below 1, got {self.translate_range!r}",
+                           where="aug.translate_range")
         if self.scale_range[0] <= 0 or self.gamma_range[0] <= 0:
             raise BadInput("scale_range and gamma_range must be > 0", where="aug")
         if not (0 <= self.black_level_range[0] and self.black_level_range[1] < 255):
             raise BadInput("black_level_range must lie in [0, 255)", where="aug")
-        if self.border not in BORDERS:
+        if not isinstance(self.border, str) or self.border not in BORDERS:  # a list is unhashable
             raise BadInput(f"unknown border {self.border!r}; known: {', '.join(BORDERS)}", where="aug.border")
 
     def geometry(self) -> "GeometryParams | None":

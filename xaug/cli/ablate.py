@@ -47,7 +47,13 @@ def ablate_cmd(
 
     spec = load_ablation(spec_file)
     if seeds is not None:
-        spec = spec.model_copy(update={"seeds": spec.seed_list()[:seeds]})
+        listed = spec.seed_list()
+        if seeds > len(listed):  # used to run the spec's seeds alone, saying nothing
+            from xaug.errors import BadInput
+
+            raise BadInput(f"the spec has only {count(len(listed), 'seed')} ({spec_file}); give --seeds "
+                           f"{len(listed)} or fewer, or more seeds in the spec", where=f"--seeds {seeds}")
+        spec = spec.model_copy(update={"seeds": listed[:seeds]})
     if steps is not None:
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"steps": steps})})
     if check:

@@ -1,0 +1,96 @@
+"""Trainer-side inputs of the third audit: an ablation arm's `train` block (wrong types in `aug` and
+`options`, settings the trainer fills in, `aug: null`), ablate's output folders and --seeds, a
+damaged checkpoint under `xaug errors`, compare of a missing run and `--arch ''`. Each bad case is
+one line, exit 2, and the store unchanged."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _hardening import refused, snapshot, unchanged, xaug
+
+
+SPEC = """name: t
+dataset: raw
+baseline: {{name: base}}
+candidates:
+  - name: c
+    train: {arm}
+  - name: rot
+    pipeline: {{include_source: true, steps: [{{op: rotate, pivot: wrist, angles: [-40, 40]}}]}}
+seeds: 1
+train: {{steps: 2, size: 64, batch: 2, width: 4, depth: 2, workers: 0, aug: {{hflip: 0.0}}, options: {{warmup_epochs: 0.5}}}}
+"""
+
+
+def _spec(tmp_path: Path, arm: str = "{aug: {border: constant}}") -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(arm=arm))
+    return path
+
+
+ARM_BLOCKS = [
+    ("{aug: {scale: x}}", "candidates.0.train (--scale): scale is a probability, between 0 and 1"),
+    ("{aug: {scale: null}}", "candidates.0.train (--scale): scale is a probability, between 0 and 1"),
+    ("{aug: {hflip: true}}", "candidates.0.train (--hflip): hflip is a probability"),
+    ("{aug: {border: [1]}}", "candidates.0.train (aug.border): unknown border [1]; known: constant, replicate"),
+    ("{aug: {scale_range: 5}}", "candidates.0.train (aug.scale_range): scale_range must be a pair [low, high] "
+                                "of finite numbers, got 5"),
+    ("{aug: {scale_range: [1, 2, 3]}}", "candidates.0.train (aug.scale_range): scale_range must be a pair"),
+    ("{aug: {gamma_range: [a, b]}}", "candidates.0.train (aug.gamma_range): gamma_range must be a pair"),
+    ("{aug: {scale_range: [.nan, 1]}}", "candidates.0.train (aug.scale_range): scale_range must be a pair"),
+    ("{aug: {black_level_range: [0, .inf]}}", "candidates.0.train (aug.black_level_range): black_level_range "
+                                              "must be a pair"),
+    ("{aug: {translate_range: 5}}", "candidates.0.train (aug.translate_range): translate_range is a fraction "
+                                    "of the side, from 0 to below 1, got 5"),
+    ("{aug: {translate_range: x}}", "candidates.0.train (aug.translate_range): translate_range is a fraction"),
+    ("{options: {blocks: '3'}}", 'candidates.0.train.options.blocks: expected an integer, got "3"'),
+    ("{options: {max_width: 2.5}}", "candidates.0.train.options.max_width: expected an integer, got 2.5"),
+    ("{options: {compile: 'no'}}", 'candidates.0.train.options.compile: expected true or false, got "no"'),
+    ("{options: {cache: 5}}", "candidates.0.train.options.cache: expected true or false, got 5"),
+    ("{options: {dataset_id: abc}}", "candidates.0.train.options: candidates.0.train.options must not set "
+                                     "dataset_id; the trainer fills them in"),
+    ("{options: {world_size: 3}}", "candidates.0.train.options: candidates.0.train.options must not set world_size"),
+    ("{options: {train_images: 5}}", "candidates.0.train.options: candidates.0.train.options must not set "
+                                     "train_images"),
+]
+
+
+@pytest.mark.parametrize("arm, first", ARM_BLOCKS, ids=[a for a, _ in ARM_BLOCKS])
+def test_an_arm_train_block_of_the_wrong_type_is_one_line_at_check(store_copy, tmp_path, arm, first):
+    """These were tracebacks (TypeError/ValueError in OnlineAug or TrainConfig), or were taken:
+    `compile: "no"` compiled, `translate_range: 5` shifted by five sides, `world_size: 3` entered
+    the runs' hash and was then overwritten by the trainer."""
+    before = snapshot(store_copy)
+    refused(xaug("ablate", _spec(tmp_path, arm), "--check", "--home", store_copy), first)
+    unchanged(store_copy, before)
+
+
+def test_an_arm_with_aug_or_options_null_keeps_the_shared_ones(tmp_path):
+    """`aug: null` in an arm replaced the shared block's aug (hflip 0.0) by the trainer's defaults."""
+    from trainer.ablate import arm_settings, load_ablation
+
+    spec = load_ablation(_spec(tmp_path, "{aug: null, options: null, width: 8}"))
+    merged = arm_settings(spec, spec.candidates[0])
+    assert (merged.aug, merged.options, merged.width) == ({"hflip": 0.0}, {"warmup_epochs": 0.5}, 8)
+
+
+@pytest.mark.parametrize("args, first", [
+    (["--out", "{afile}"], "--out {afile}: is a file, not a folder; choose another path"),
+    (["--runs", "{afile}"], "--runs {afile}: is a file, not a folder; choose another path"),
+    (["--out", "{home}/x"], "--out {home}/x: is inside the store {home}; write outputs elsewhere"),
+    (["--runs", "{home}/r"], "--runs {home}/r: is inside the store {home}; write outputs elsewhere"),
+    (["--seeds", "5"], "--seeds 5: the spec has only 1 seed ({spec}); give --seeds 1 or fewer"),
+], ids=["out-file", "runs-file", "out-in-store", "runs-in-store", "seeds-above-spec"])
+def test_ablate_outputs_and_seeds_are_checked_before_any_version_is_built(store_copy, tmp_path, args, first):
+    """--out or --runs a file or inside the store failed after the `rot` arm's version was built and
+    every run trained (--out inside the store was written to); --seeds 5 of a 1-seed spec ran 1 seed."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    spec = _spec(tmp_path)
+    fmt = dict(afile=afile, home=store_copy, spec=spec)
+    before = snapshot(store_copy)
+    refused(xaug("ablate", spec, "--device", "cpu", "--quiet", "--home", store_copy,
+                 *[a.format(**fmt) for a in args]), first.format(**fmt))
+    unchanged(store_copy, before)
