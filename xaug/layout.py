@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -51,6 +52,9 @@ def decode_image(data: bytes | np.ndarray, where: str, flags: int | None = None)
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if buf.size < 8 or buf[:8].tobytes() != PNG_SIGNATURE:
         raise BadInput("not a readable PNG image; replace or remove the file", where=where)
+    damage = png_damage(buf)
+    if damage is not None:
+        raise BadInput(f"not a readable PNG image ({damage}); replace or remove the file", where=where)
     if buf.size >= 24:  # the IHDR size, before OpenCV allocates for it
         w, h = int.from_bytes(buf[16:20].tobytes(), "big"), int.from_bytes(buf[20:24].tobytes(), "big")
         if w * h > MAX_PIXELS:
@@ -66,6 +70,39 @@ def decode_image(data: bytes | np.ndarray, where: str, flags: int | None = None)
         raise BadInput(f"image is {img.dtype}, xaug reads 8-bit PNG only; convert it to 8 bits per channel "
                        "(e.g. scale its grey range to 0-255) and import again", where=where)
     return img
+
+
+def png_damage(buf: np.ndarray | bytes) -> str | None:
+    """Why a PNG's chunk structure is damaged (cut short, a critical chunk's checksum wrong, an empty
+    image), or None. Checked before OpenCV, whose libpng prints its own lines on stderr for these
+    (`libpng error: IDAT: CRC error`), next to xaug's one-line error; the CRCs of a 2048x2048 image
+    take about 2 ms. Bytes after IEND are ignored, as libpng ignores them.
+
+    >>> png_damage(encode_png(np.zeros((2, 2), np.uint8))[:-20])
+    'the file is cut short: an interrupted copy or download?'
+    """
+    view = memoryview(buf).cast("B")
+    size, pos = len(view), len(PNG_SIGNATURE)
+    first = True
+    while True:
+        if pos + 12 > size:
+            return "the file is cut short: an interrupted copy or download?"
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        kind = bytes(view[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if not kind.isalpha() or (first and kind != b"IHDR"):
+            return f"damaged chunk at byte {pos}"
+        if end > size:
+            return "the file is cut short: an interrupted copy or download?"
+        if not kind[0] & 0x20 and zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(view[end - 4:end], "big"):
+            return f"its {kind.decode('ascii')} chunk is damaged: checksum mismatch"  # critical chunks only
+        if first and (length != 13 or not int.from_bytes(view[pos + 8:pos + 12], "big")
+                      or not int.from_bytes(view[pos + 12:pos + 16], "big")):
+            return "its header is damaged or gives a width or height of 0"
+        if kind == b"IEND":
+            return None
+        first = False
+        pos = end
 
 
 def encode_png(img: np.ndarray) -> bytes:
