@@ -4,6 +4,7 @@ damaged checkpoint under `xaug errors`, compare of a missing run and `--arch ''`
 one line, exit 2, and the store unchanged."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,4 +94,83 @@ def test_ablate_outputs_and_seeds_are_checked_before_any_version_is_built(store_
     before = snapshot(store_copy)
     refused(xaug("ablate", spec, "--device", "cpu", "--quiet", "--home", store_copy,
                  *[a.format(**fmt) for a in args]), first.format(**fmt))
+    unchanged(store_copy, before)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_home, tmp_path_factory) -> Path:
+    from trainer.runs import train_version
+    from xaug.store import Store
+
+    run = tmp_path_factory.mktemp("runs") / "r"
+    train_version(Store(tiny_home), "raw", run=run, epochs=1, size=64, batch=2, width=4, depth=2, workers=0,
+                  device="cpu", progress=False, disk_cache=False)
+    return run
+
+
+def test_errors_on_a_damaged_checkpoint_is_one_line_and_makes_no_folder(store_copy, trained, tmp_path):
+    """An empty best.pt under `xaug errors` printed only "Aborted." (click's answer to the EOFError),
+    exit 1, and left an empty report folder in the run."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "best.pt").write_bytes(b"")
+    before = snapshot(store_copy)
+    refused(xaug("errors", "--run", run, "--device", "cpu", "--workers", "0", "--home", store_copy),
+            f"{run / 'best.pt'}: checkpoint best.pt is damaged (EOFError)")
+    assert not list(run.glob("errors_*"))
+    unchanged(store_copy, before)
+
+
+def test_compare_names_a_missing_run_or_a_file_as_such(store_copy, trained, tmp_path):
+    """Both said "no evaluation in the run folder; run `xaug evaluate` first"."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    refused(xaug("compare", tmp_path / "nosuch", trained, "--home", store_copy),
+            f"{tmp_path / 'nosuch'}: no such run folder; give a run name")
+    refused(xaug("compare", afile, trained, "--home", store_copy), f"{afile}: is a file, not a run folder")
+
+
+def test_train_arch_empty_is_refused_not_the_default(store_copy, tmp_path):
+    """`--arch ''` trained the default model."""
+    before = snapshot(store_copy)
+    refused(xaug("train", "--dataset", "raw", "--arch", "", "--run", tmp_path / "r", "--device", "cpu",
+                 "--home", store_copy), "--arch: unknown arch ''")
+    assert not (tmp_path / "r").exists()
+    unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "errors", "predict"])
+def test_an_unknown_tta_is_refused_before_anything_is_written(store_copy, trained, tmp_path, command):
+    """evaluate --tta bogus left eval_<dataset>_val_bogus_images.csv.partial in the run, errors an
+    empty report folder (predict already checked it before writing)."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    files = sorted(p.name for p in run.iterdir())
+    extra = ["--out", tmp_path / "sub.csv"] if command == "predict" else []
+    refused(xaug(command, "--run", run, "--tta", "bogus", "--device", "cpu", *extra, "--home", store_copy),
+            "--tta: unknown TTA 'bogus'; known: hflip")
+    assert sorted(p.name for p in run.iterdir()) == files
+    assert not (tmp_path / "sub.csv").exists()
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c.__setitem__("aug", None), "aug: expected an object of online augmentation settings, got null"),
+    (lambda c: c["aug"].__setitem__("border", "wrap"), "aug.border: unknown border 'wrap'"),
+    (lambda c: c["aug"].__setitem__("scale_range", 5), "aug.scale_range: scale_range must be a pair"),
+], ids=["aug-null", "border-wrap", "scale-range-5"])
+def test_resume_from_a_checkpoint_with_edited_settings_names_the_checkpoint(store_copy, trained, tmp_path, edit, words):
+    """`aug: null` in last.pt's config was an AttributeError traceback under --resume; the others
+    were one line that did not name last.pt."""
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    edit(ckpt["config"])
+    torch.save(ckpt, run / "last.pt")
+    before = snapshot(store_copy)
+    line = refused(xaug("train", "--dataset", "raw", "--run", run, "--resume", "--epochs", "1", "--size", "64",
+                        "--width", "4", "--depth", "2", "--batch", "2", "--workers", "0", "--device", "cpu",
+                        "--no-disk-cache", "--quiet", "--home", store_copy), f"{run / 'last.pt'}: {words}")
+    assert "--resume is impossible" in line
     unchanged(store_copy, before)

@@ -82,10 +82,15 @@ def load_model(run_dir: Path, device: str | torch.device = "auto", which: str | 
     return model, cfg
 
 
-def forward_logits(model: torch.nn.Module, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
-    """Logits (B, 29, h, w) in float32; `tta="hflip"` averages with the flipped image's logits."""
+def check_tta(tta: str | None) -> None:
+    """Callers check --tta before writing anything: forward_logits meets it at the first batch."""
     if tta not in TTA:
         raise XaugError(f"unknown TTA {tta!r}; known: hflip", where="--tta")
+
+
+def forward_logits(model: torch.nn.Module, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+    """Logits (B, 29, h, w) in float32; `tta="hflip"` averages with the flipped image's logits."""
+    check_tta(tta)
     dev = next(model.parameters()).device
     if dev.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -188,10 +193,11 @@ def iter_rle(model, samples: Sequence[Sample], size: int, *, tta: str | None = N
 
 
 def predict_dataset(run_dir: Path | str, samples: Sequence[Sample], device: str = "auto",
-                    tta: str | None = None, batch: int = 4, workers: int | None = None
+                    tta: str | None = None, batch: int = 4, workers: int | None = None, loaded=None
                     ) -> Iterator[tuple[Sample, np.ndarray]]:
-    """Yield (Sample, bool ndarray (29, H, W)) at each image's original resolution."""
-    model, cfg = load_model(Path(run_dir), device)
+    """Yield (Sample, bool ndarray (29, H, W)) at each image's original resolution; `loaded`: the
+    run's (model, config) when the caller has loaded them already (this generator loads lazily)."""
+    model, cfg = loaded or load_model(Path(run_dir), device)
     samples = list(samples)
     for sample, pred, _ in iter_predictions(model, samples, cfg["size"], tta=tta, batch=batch, workers=workers):
         yield sample, pred.cpu().numpy()

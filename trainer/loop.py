@@ -177,7 +177,9 @@ def _load_resume(run_dir: Path, cfg: TrainConfig) -> dict | None:
     stored = ckpt["config"]
     if stored.get("arch") == "resunet" and "stem" not in stored:  # a ResUNet of the first design
         stored = {**stored, "stem": "strided"}
-    saved = TrainConfig.from_dict(stored)
+    # checked as evaluate checks a checkpoint's settings (an edited `aug: null` was an AttributeError)
+    saved = TrainConfig.from_stored(stored, str(last), "the checkpoint's settings were edited or are damaged: "
+                                    "--resume is impossible; start a new run with `xaug train --run NEW_NAME`")
     diff = settings_diff(saved.identity(), cfg.identity())
     if diff:
         raise XaugError(f"--resume with different settings than the stored run ({'; '.join(diff)}); "

@@ -262,10 +262,11 @@ def evaluate_run(store, run: str | Path, *, dataset: str | None = None, split: s
     """Score a run's best checkpoint; writes eval_<dataset>_<split>.json/.csv (+ _images.csv,
     streamed row by row). Scoring runs on `device` (`chunk` classes of a full-size image at a
     time; default: what fits in memory)."""
-    from trainer.inference import checkpoint_path
+    from trainer.inference import check_tta, checkpoint_path
     from trainer.loop import validate
     from trainer.config import TrainConfig
 
+    check_tta(tta)  # --tta bogus left eval_<dataset>_<split>_bogus_images.csv.partial in the run
     run_dir = run_path(run)
     read_run_config(run_dir)
     model, cfg = load_run_model(run_dir, device)
@@ -322,9 +323,10 @@ def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = N
                    tta: str | None = None, device: str = "auto", progress: bool = True) -> Path:
     """The competition submission CSV of a run's predictions on a split, streamed: masks are
     made and run-length coded on `device`, rows written image by image."""
-    from trainer.inference import iter_rle
+    from trainer.inference import check_tta, iter_rle
     from trainer.submit import write_rle_submission
 
+    check_tta(tta)
     if split not in ("test", "val"):  # anything else used to predict the val persons silently
         raise XaugError(f"unknown split {split!r}; use test or val", where="--split")
     run_dir = run_path(run)
@@ -350,6 +352,10 @@ def predict_to_csv(store, run: str | Path, out: Path, *, dataset: str | None = N
 def load_evaluation(run: str | Path, split: str | None = None) -> dict:
     """The newest eval_*.json of a run (of `split` when given); else the training validation."""
     run_dir = run_path(run)
+    if not run_dir.is_dir():  # said "no evaluation in the run folder" of a file or a typo
+        raise XaugError("is a file, not a run folder; give a run name or folder" if run_dir.exists() else
+                        "no such run folder; give a run name (a folder under runs/) or a run folder's path",
+                        where=str(run_dir))
     cands = sorted(run_dir.glob("eval_*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for path in cands:
         try:

@@ -114,11 +114,12 @@ def errors_cmd(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Where a run's predictions fail: confusion (red), missed (yellow), over-prediction (green)."""
-    from trainer.inference import predict_dataset
-    from trainer.runs import eval_samples, labelled, read_run_config, run_path
+    from trainer.inference import check_tta, predict_dataset
+    from trainer.runs import eval_samples, labelled, load_run_model, read_run_config, run_path
 
     from xaug.report.errors import write_error_report
 
+    check_tta(tta)  # --tta bogus left an empty report folder in the run
     run_dir = run_path(run)
     cfg = read_run_config(run_dir)
     store = open_store(home)
@@ -126,7 +127,11 @@ def errors_cmd(
     samples = labelled(samples[:limit] if limit else samples, f"{ds.name} {split}")
     folder = out_dir or run_dir / f"errors_{ds.name}_{split}"
     check_output_dir(folder, "--out", store)  # before any inference
-    res = write_error_report(predict_dataset(run_dir, samples, device=device, tta=tta, workers=workers), folder,
+    # a damaged checkpoint is one line before the report folder is made (in the lazy generator,
+    # its EOFError reached click, which printed only "Aborted." and left an empty folder)
+    loaded = load_run_model(run_dir, device)
+    res = write_error_report(predict_dataset(run_dir, samples, device=device, tta=tta, workers=workers,
+                                             loaded=loaded), folder,
                              title=f"Errors of run {run_dir.name} on {ds.name} ({split})",
                              subtitle=f"{len(samples)} images, run {run_dir}", boundary_px=boundary_px,
                              overlay_side=overlay_size, total=len(samples), progress=not quiet)

@@ -74,7 +74,8 @@ def train_cmd(
     from trainer.runs import train_version
 
     store = open_store(home)
-    options = dict(epochs=epochs, size=size, batch=batch, lr=lr, arch=arch or DEFAULT_ARCH, width=width, depth=depth,
+    options = dict(epochs=epochs, size=size, batch=batch, lr=lr, width=width, depth=depth,
+                   arch=DEFAULT_ARCH if arch is None else arch,  # `--arch ''` is refused, not the default
                    blocks=blocks, norm=norm, seed=seed, workers=workers, val_every=val_every,
                    val_limit=val_limit, compile=compile_,
                    aug=OnlineAug(hflip=hflip, gamma=gamma_p, black_level=black_p,
