@@ -174,3 +174,24 @@ def test_resume_from_a_checkpoint_with_edited_settings_names_the_checkpoint(stor
                         "--no-disk-cache", "--quiet", "--home", store_copy), f"{run / 'last.pt'}: {words}")
     assert "--resume is impossible" in line
     unchanged(store_copy, before)
+
+
+@pytest.mark.parametrize("spec, first", [
+    ("{arm}", "candidates.0 (c): trains exactly what baseline (base) trains: the same images and settings"),
+    ("{version}", "candidates.0 (c): trains exactly what baseline (base) trains"),
+], ids=["border-without-zoom", "version-of-the-baseline"])
+def test_an_arm_that_trains_what_another_does_is_refused(store_copy, tmp_path, spec, first):
+    """`aug: {border: constant}` with zoom and shift off (the border then acts on nothing) and
+    `version: raw` (the baseline's images) trained the baseline's runs again and reported +0.0000."""
+    text = SPEC.format(arm="{aug: {border: constant}}").replace("aug: {hflip: 0.0}", "aug: {scale: 0, translate: 0}")
+    if spec == "{version}":
+        text = text.replace("    train: {aug: {border: constant}}", "    version: raw")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    before = snapshot(store_copy)
+    args = ["--check"] if spec == "{arm}" else ["--device", "cpu", "--quiet", "--runs", tmp_path / "runs",
+                                                "--out", tmp_path / "out"]
+    refused(xaug("ablate", path, *args, "--home", store_copy), first)
+    assert not (tmp_path / "runs").exists()
+    if spec == "{arm}":
+        unchanged(store_copy, before)

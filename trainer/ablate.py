@@ -349,10 +349,22 @@ def check_training(spec: AblationSpec, nproc: int = 1) -> None:
     """Resolve every arm's trainer settings as its runs will (unknown arch or online augmentation,
     a size that 2**depth does not divide, ...): one line naming the arm's key, before anything is
     built or trained. Imports torch (the trainer's config)."""
+    same_data: dict[bytes, tuple[str, str]] = {}  # arms on the dataset's own training persons
     for key, arm in _arm_keys(spec):
         where = f"{key}.train" if arm.train else "train"
         opts = train_options(arm_settings(spec, arm), where=where)
-        resolved_config({**opts, "world_size": nproc} if nproc > 1 else opts, 1, 0, where=where)
+        identity = resolved_config({**opts, "world_size": nproc} if nproc > 1 else opts, 1, 0, where=where)
+        if arm.version is None and arm.pipeline is None:
+            _refuse_twin(same_data.setdefault(canonical_json(identity), (key, arm.name)), key, arm.name)
+
+
+def _refuse_twin(first: tuple[str, str], key: str, name: str) -> None:
+    """An arm that trains exactly what an earlier one does (`aug: {border: constant}` with zoom and
+    shift off, a setting at its default) reported a difference of +0.0000 as a result."""
+    if first[0] != key:
+        raise BadInput(f"trains exactly what {first[0]} ({first[1]}) trains: the same images and settings once "
+                       "the defaults are filled in (aug.border acts only with aug.scale or aug.translate on); "
+                       "change its settings or remove it", where=f"{key} ({name})")
 
 
 def resolved_config(options: dict[str, Any], epochs: int, seed: int, where: str = "train") -> dict[str, Any]:
@@ -597,12 +609,15 @@ def plan_runs(spec: AblationSpec, arms: list[ArmData], data, runs_dir: Path, npr
         global_batch[a.arm.name] = int(resolved_config(opts, 1, 0, where=where)["batch"]) * nproc
     images = {a.arm.name: len(training_samples(a.dataset)) for a in arms}
     runs = []
+    keys = [k for k, _ in _arm_keys(spec)]
     for seed in spec.seed_list():
-        for a in arms:
+        digests: dict[str, tuple[str, str]] = {}
+        for key, a in zip(keys, arms):
             name = a.arm.name
             epochs, steps = equal_epochs(images[name], global_batch[name], spec.train.steps)
             identity = resolved_config(options[name], epochs, seed)
             digest = config_hash(a.dataset.id, data.id, identity)
+            _refuse_twin(digests.setdefault(digest, (key, name)), key, name)  # e.g. `version:` the baseline's
             folder = f"{name}-s{seed}-{digest[:HASH_CHARS]}"
             runs.append(PlannedRun(name, seed, a.dataset.name, a.dataset.id, images[name],
                                    epochs, steps, options[name], digest, find_run(runs_dir, folder, digest)))
