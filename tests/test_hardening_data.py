@@ -4,6 +4,7 @@ store as it was; unusual but valid files read as before."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
+from _hardening import xaug
 from _layout import make_layout
 from xaug.errors import BadInput
-from xaug.layout import decode_image, encode_png, png_damage
+from xaug.layout import decode_image, encode_png, parse_annotation_doc, png_damage
 from xaug.store import Store
 
 
@@ -112,3 +114,94 @@ def test_import_of_damaged_images_is_one_error_line_each_and_nothing_else_on_std
         assert any(line.startswith(f"error: {rel}: not a readable PNG image (") for line in lines), (rel, lines)
     assert not home.exists() or Store(home).refs() == {}
 
+
+
+# ---------------------------------------------------------------- labels
+
+
+def _label_problems(label) -> list[str]:
+    doc = {"annotations": [{"label": label, "points": [[1, 1], [9, 1], [9, 9]]}]}
+    return parse_annotation_doc(json.dumps(doc).encode(), "x.json")[2]
+
+
+@pytest.mark.parametrize("label", [["Ulna"], {"name": "Ulna"}, [], None, 3])
+def test_a_label_that_is_a_list_or_object_is_one_line_not_a_crash(label):
+    assert _label_problems(label) == [f"x.json: annotation 0: unknown label {label!r}; expected one of the 29 "
+                                      "classes (finger-1..finger-19, Trapezium, ..., Ulna)"]
+
+
+@pytest.mark.parametrize("label, meant", [("Ulna ", "Ulna"), ("ulna", "Ulna"), ("finger_1", "finger-1"),
+                                          ("Finger 12", "finger-12"), (" TRAPEZOID", "Trapezoid")])
+def test_a_misspelt_label_names_the_class_it_means_and_is_still_refused(label, meant):
+    assert _label_problems(label) == [f"x.json: annotation 0: unknown label {label!r}; did you mean {meant!r}? "
+                                      "(labels are matched exactly: fix the file)"]
+
+
+def test_a_label_far_from_any_class_gets_no_guess():
+    assert "did you mean" not in _label_problems("finger-99")[0]
+    assert "did you mean" not in _label_problems("Wrist")[0]
+
+
+def test_a_labelme_file_is_named_as_one():
+    doc = {"version": "5.2.1", "shapes": [{"label": "Ulna", "points": [[1, 1], [9, 1], [9, 9]],
+                                           "shape_type": "polygon"}], "imageHeight": 32, "imageWidth": 32}
+    assert parse_annotation_doc(json.dumps(doc).encode(), "x.json")[2] == [
+        "x.json: a LabelMe file ('shapes'); xaug reads the competition's label format ('annotations': "
+        "[{'label': ..., 'points': [[x, y], ...]}]): convert it first"]
+
+
+def test_import_with_a_list_label_is_refused_in_one_line_and_registers_nothing(tmp_path):
+    root = make_layout(tmp_path / "src", persons=2, size=32)
+    label = sorted((root / "train" / "outputs_json").glob("*/*.json"))[0]
+    doc = json.loads(label.read_text())
+    doc["annotations"][0]["label"] = ["Ulna"]
+    label.write_text(json.dumps(doc))
+    home = tmp_path / "home"
+    for flags in ((), ("--lenient",)):
+        res = xaug("import", root, "--home", home, "--quiet", *flags)
+        if not flags:
+            assert res.exit_code == 2 and "Traceback" not in res.output
+            assert f"error: {label.relative_to(root).as_posix()}: annotation 0: unknown label ['Ulna']" in res.stderr
+            assert not home.exists() or Store(home).refs() == {}
+        else:  # skipped and recorded, like any other bad annotation
+            assert res.exit_code == 0, res.output
+
+
+# ---------------------------------------------------------------- COCO ids and label maps
+
+
+def _coco(tmp_path: Path, edit) -> Path:
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((32, 32), np.uint8))
+    doc = {"images": [{"id": 1, "file_name": "a.png", "height": 32, "width": 32}],
+           "categories": [{"id": 1, "name": "Ulna"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[2, 2, 20, 2, 20, 20]]}]}
+    edit(doc)
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    return tmp_path / "c.json"
+
+
+@pytest.mark.parametrize("where, edit, first", [
+    ("category id", lambda d: d["categories"][0].update(id=[1]), "c.json: category {'id': [1], 'name': 'Ulna'} "
+     "needs an id and a name"),
+    ("category_id", lambda d: d["annotations"][0].update(category_id=[1]),
+     "c.json: annotation 1: needs image_id and category_id (numbers or strings)"),
+    ("image_id", lambda d: d["annotations"][0].update(image_id={"a": 1}),
+     "c.json: annotation 1: needs image_id and category_id (numbers or strings)"),
+    ("image id", lambda d: d["images"][0].update(id=[1]), "c.json: image {'id': [1], "),
+])
+def test_coco_ids_that_are_lists_or_objects_are_one_line_not_a_crash(tmp_path, where, edit, first):
+    coco = _coco(tmp_path, edit)
+    res = xaug("import", tmp_path, "--format", "coco", "--coco-json", coco, "--home", tmp_path / "home", "--quiet")
+    assert res.exit_code == 2 and "Traceback" not in res.output, (where, res.output)
+    assert any(line.startswith("error: " + first) for line in res.stderr.splitlines()), (where, res.stderr)
+    assert not (tmp_path / "home").exists() or Store(tmp_path / "home").refs() == {}
+
+
+def test_a_label_map_value_that_is_a_list_is_one_line(tmp_path):
+    coco = _coco(tmp_path, lambda d: None)
+    (tmp_path / "map.yaml").write_text("Ulna: [Ulna]\n")
+    res = xaug("import", tmp_path, "--format", "coco", "--coco-json", coco, "--label-map", tmp_path / "map.yaml",
+               "--home", tmp_path / "home", "--quiet")
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"error: {tmp_path / 'map.yaml'}: 'Ulna' maps to ['Ulna'], not one of the 29 classes" in res.stderr

@@ -153,6 +153,9 @@ def parse_annotation_doc(data: bytes, where: str, lenient: bool = False, size: t
     except RecursionError:
         return [], {}, [f"{where}: not valid JSON (nested too deeply); fix or remove the file"], []
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
+        if isinstance(doc, dict) and isinstance(doc.get("shapes"), list) and "annotations" not in doc:
+            return [], {}, [f"{where}: a LabelMe file ('shapes'); xaug reads the competition's label format "
+                            "('annotations': [{'label': ..., 'points': [[x, y], ...]}]): convert it first"], []
         return [], {}, [f"{where}: missing the 'annotations' list"], []
     anns: list[Annotation] = []
     problems: list[str] = []
@@ -185,7 +188,7 @@ def _plain_points(raw: Any, size: tuple[int, int] | None) -> np.ndarray | None:
     at least 3 [x, y] pairs of JSON numbers, finite and within bounds, checked in bulk (an image's
     few thousand points in well under a millisecond). Anything else is None, and the caller asks
     `_annotation_problem`, which accepts a superset of this and says what is wrong."""
-    if type(raw) is not dict or raw.get("label") not in CLASS_INDEX:
+    if type(raw) is not dict or type(raw.get("label")) is not str or raw["label"] not in CLASS_INDEX:
         return None
     pts = raw.get("points")
     if type(pts) is not list or len(pts) < 3 or not all(
@@ -207,12 +210,25 @@ def _plain_points(raw: Any, size: tuple[int, int] | None) -> np.ndarray | None:
     return arr
 
 
+def _label_key(label: str) -> str:
+    """A label's spelling without case, surrounding spaces or the choice of '-', '_' or ' '."""
+    return re.sub(r"[\s_-]+", "-", label.strip()).casefold()
+
+
+# 'ulna', 'Ulna ', 'Finger_1', 'finger 1' -> the class they misspell (never accepted silently: the
+# stored label file keeps what it says, and a derived one would carry the misspelling on)
+_LABEL_SPELLINGS = {_label_key(c): c for c in CLASS_INDEX}
+
+
 def _annotation_problem(raw: Any, size: tuple[int, int] | None = None) -> str | None:
     if not isinstance(raw, dict):
         return "not an object"
     label = raw.get("label")
-    if label not in CLASS_INDEX:
-        return f"unknown label {label!r}; expected one of the 29 classes (finger-1..finger-19, Trapezium, ..., Ulna)"
+    if not isinstance(label, str) or label not in CLASS_INDEX:  # a list or object label is unhashable
+        hint = _LABEL_SPELLINGS.get(_label_key(label)) if isinstance(label, str) else None
+        return f"unknown label {label!r}; " + (
+            f"did you mean {hint!r}? (labels are matched exactly: fix the file)" if hint else
+            "expected one of the 29 classes (finger-1..finger-19, Trapezium, ..., Ulna)")
     pts = raw.get("points")
     if not isinstance(pts, list) or not all(
             isinstance(p, (list, tuple)) and len(p) == 2

@@ -66,7 +66,7 @@ def load_label_map(path: Path | None) -> dict[str, str]:
                        "(e.g. `Pisiform bone: Pisiform`)", where=str(path))
     out = {}
     for key, value in data.items():
-        if value not in CLASS_INDEX:
+        if not isinstance(value, str) or value not in CLASS_INDEX:  # a list value is unhashable
             import difflib
 
             close = difflib.get_close_matches(str(value), CLASSES, n=1)
@@ -119,7 +119,7 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
         classes: dict[Any, str | None] = {}
         names: dict[Any, str] = {}
         for cat in doc["categories"]:
-            if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
+            if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
                 got.problems.append(f"{jpath.name}: category {cat!r} needs an id and a name")
                 continue
             if cat["id"] in classes:
@@ -130,9 +130,10 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
             names[cat["id"]] = cat["name"]
         by_image: dict[Any, list[dict]] = {}
         for ann in doc["annotations"]:
-            if not isinstance(ann, dict) or "image_id" not in ann or "category_id" not in ann:
+            if not isinstance(ann, dict) or not _is_id(ann.get("image_id")) or not _is_id(ann.get("category_id")):
                 ref = ann.get("id") if isinstance(ann, dict) else ann
-                got.problems.append(f"{jpath.name}: annotation {ref!r}: needs image_id and category_id")
+                got.problems.append(f"{jpath.name}: annotation {ref!r}: needs image_id and category_id "
+                                    "(numbers or strings)")
             elif ann["category_id"] not in classes:
                 got.problems.append(f"{jpath.name}: annotation {ann.get('id')}: category_id {ann['category_id']} "
                                     "is not in 'categories'")
@@ -142,7 +143,7 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
             else:
                 by_image.setdefault(ann["image_id"], []).append(ann)
         for img in doc["images"]:
-            if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+            if not isinstance(img, dict) or not _is_id(img.get("id")) or not isinstance(img.get("file_name"), str):
                 got.problems.append(f"{jpath.name}: image {img!r} needs an id and a file_name")
                 continue
             try:
@@ -155,6 +156,11 @@ def read_inputs(root: Path, files: Sequence[Path], mapping: dict[str, str]) -> C
                 continue
             got.images.append(CocoImage(jpath.name, img, path, by_image.get(img["id"], []), classes))
     return got
+
+
+def _is_id(value: Any) -> bool:
+    """A COCO id xaug can key on: a number or a string (a list or object id is unhashable)."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
 
 def _valid_split(split: Any) -> bool:
