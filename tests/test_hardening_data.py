@@ -205,3 +205,26 @@ def test_a_label_map_value_that_is_a_list_is_one_line(tmp_path):
                "--home", tmp_path / "home", "--quiet")
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert f"error: {tmp_path / 'map.yaml'}: 'Ulna' maps to ['Ulna'], not one of the 29 classes" in res.stderr
+
+
+@pytest.mark.parametrize("polygon, first", [
+    ([2, 2, 20, 2, 20, float("nan")], "segmentation point 2 is not a finite number (20, nan); fix the COCO file"),
+    ([2, 2, 20, 2, 20, float("inf")], "segmentation point 2 is not a finite number (20, inf); fix the COCO file"),
+    ([2, 2, 2e9, 2, 20, 20], "segmentation point 1 (2000000000.0, 2) lies far outside the 32x32 image (more than "
+                             "25% of its size beyond an edge); fix the COCO file"),
+    ([2, 2, 10 ** 400, 2, 20, 20], "segmentation point 1 ("),
+    ([True, 2, 20, 2, 20, 20], "a segmentation polygon must be a flat list of numbers"),
+])
+def test_coco_polygon_coordinates_are_checked_as_the_layout_import_checks_them(tmp_path, polygon, first):
+    """A NaN used to drop the polygon as 'degenerate' (a warning), a far point was imported as it was."""
+    coco = _coco(tmp_path, lambda d: d["annotations"][0].update(segmentation=[polygon]))
+    res = xaug("import", tmp_path, "--format", "coco", "--coco-json", coco, "--home", tmp_path / "home", "--quiet")
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"error: c.json: image 'a.png': annotation 1: {first}" in res.stderr, res.stderr
+    assert not (tmp_path / "home").exists() or Store(tmp_path / "home").refs() == {}
+
+
+def test_coco_points_a_little_outside_and_short_polygons_are_accepted_as_before(tmp_path):
+    coco = _coco(tmp_path, lambda d: d["annotations"][0].update(segmentation=[[-4, -4, 36, -4, 36, 36], [1, 1, 5, 5]]))
+    res = xaug("import", tmp_path, "--format", "coco", "--coco-json", coco, "--home", tmp_path / "home", "--quiet")
+    assert res.exit_code == 0, res.output

@@ -8,6 +8,7 @@ The conventions (pixel grid, RLE tracing, tolerance) are in `xaug.interop.coco`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,6 +305,7 @@ def convert_annotations(img: CocoImage, h: int, w: int, tolerance: float, report
             report["exact_polygons"] += len(rings)
         elif isinstance(seg, list):
             for flat in seg:
+                _check_coco_polygon(flat, h, w, where)
                 try:
                     pts = from_coco_polygon(flat) if isinstance(flat, list) and len(flat) >= 6 else None
                 except (TypeError, ValueError):
@@ -344,6 +346,24 @@ def convert_annotations(img: CocoImage, h: int, w: int, tolerance: float, report
         doc = label_x.get("doc")
         return (ordered, doc if isinstance(doc, dict) else None), note
     return (out, None), note
+
+
+def _check_coco_polygon(flat: Any, h: int, w: int, where: str) -> None:
+    """Refuse what the layout import refuses (xaug.layout): a coordinate that is no finite number (it
+    would be dropped as a degenerate polygon, silently) or lies more than OUTSIDE_MARGIN of the image
+    beyond an edge (it would be imported as it is)."""
+    from xaug.layout import OUTSIDE_MARGIN
+
+    if not isinstance(flat, list) or not all(type(v) in (int, float) for v in flat) or len(flat) % 2:
+        raise BadInput("a segmentation polygon must be a flat list of numbers", where=where)
+    for j, (x, y) in enumerate(zip(flat[0::2], flat[1::2])):
+        if not all(type(v) is int or math.isfinite(v) for v in (x, y)):  # (an int of 400 digits is finite)
+            raise BadInput(f"segmentation point {j} is not a finite number ({x}, {y}); fix the COCO file",
+                           where=where)
+        if not (-OUTSIDE_MARGIN * w <= x <= (1 + OUTSIDE_MARGIN) * w
+                and -OUTSIDE_MARGIN * h <= y <= (1 + OUTSIDE_MARGIN) * h):
+            raise BadInput(f"segmentation point {j} ({x}, {y}) lies far outside the {w}x{h} image (more than "
+                           f"{OUTSIDE_MARGIN:.0%} of its size beyond an edge); fix the COCO file", where=where)
 
 
 def _label_order(exact: dict[tuple[int, int], Any], label_x: dict | None) -> list | None:
