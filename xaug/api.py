@@ -36,9 +36,28 @@ ImageMode = Literal["gray", "rgb", "stored"]
 def resolve_home(home: Path | str | None = None) -> Path:
     """The store folder: `home`, else `$XAUG_HOME`, else `./xaug-data` (as the CLI's --home)."""
     if home is not None:
+        if not isinstance(home, (str, os.PathLike)):
+            raise BadInput(f"home must be the store folder (a str or Path), not {type(home).__name__}")
         return Path(home)
     env = os.environ.get("XAUG_HOME")
     return Path(env) if env else Path("xaug-data")
+
+
+def parse_size(size: Any, what: str = "size") -> tuple[int, int] | None:
+    """`None`, an int S (S x S) or a (height, width) pair of ints -> (h, w), positive; anything
+    else (a str, a float, a 1- or 3-element tuple, a bool) is BadInput naming `what`."""
+    if size is None:
+        return None
+    ok = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))  # noqa: E731
+    if ok(size):
+        hw = (int(size), int(size))
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(ok(v) for v in size):
+        hw = (int(size[0]), int(size[1]))
+    else:
+        raise BadInput(f"{what} must be an int or a (height, width) pair of ints, not {size!r}")
+    if min(hw) < 1:
+        raise BadInput(f"{what} must be positive, got {size!r}")
+    return hw
 
 
 # ---------------------------------------------------------------- reading with a hash check
@@ -224,9 +243,7 @@ class Item:
         if size is None:
             out_hw = (h, w)
         else:
-            out_hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-            if min(out_hw) < 1:
-                raise BadInput(f"mask size must be positive, got {size!r}")
+            out_hw = parse_size(size, "mask size")
             if out_hw != (h, w):
                 scale = np.array([out_hw[1] / w, out_hw[0] / h])
                 anns = [a.with_points(np.asarray(a.points, np.float64) * scale) for a in anns]
@@ -369,7 +386,7 @@ class Dataset:
             raise BadInput(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
         if fold is not None:
             k = (self._version.split_info or {}).get("k")
-            if not isinstance(fold, (int, np.integer)) or fold < 0 or (k is not None and fold >= k):
+            if not isinstance(fold, (int, np.integer)) or isinstance(fold, bool) or fold < 0 or (k is not None and fold >= k):
                 raise BadInput(f"fold must be an integer from 0 to {(k or 1) - 1} for {self.name}, not {fold!r}")
         return [it for it in self._all()
                 if (split is None or it.split == split) and (fold is None or it.fold == fold)]
@@ -381,9 +398,19 @@ class Dataset:
         return iter(self._all())
 
     def __getitem__(self, key: str | int) -> Item:
-        """An item by image stem, file name, layout path, or position."""
+        """An item by image stem, file name, layout path (str or Path), or position (a slice: a list)."""
         if isinstance(key, (int, np.integer)):
-            return self._all()[key]
+            items = self._all()
+            if not -len(items) <= key < len(items):
+                raise IndexError(f"item index {key} out of range for {self.name} ({len(items)} items)")
+            return items[key]
+        if isinstance(key, slice):
+            return self._all()[key]  # type: ignore[return-value]
+        if isinstance(key, os.PathLike):
+            key = Path(key).as_posix()
+        if not isinstance(key, str):
+            raise TypeError(f"an item of {self.name} is looked up by image stem, file name, layout path "
+                            f"or int index, not {type(key).__name__}; use ds.items(...) to filter")
         if self._by_key is None:
             by: dict[str, Item] = {}
             for it in self._all():
@@ -418,6 +445,13 @@ def open(ref: str, home: Path | str | None = None) -> Dataset:  # noqa: A001 - t
     """Open a version by name (newest), `name_vN` or a unique id prefix, as the CLI resolves it."""
     from xaug.store import Store
 
+    if isinstance(ref, Dataset):  # already open: the same version, from its own store unless `home`
+        home = ref.home if home is None else home
+        ref = ref.id
+    elif isinstance(ref, os.PathLike):
+        ref = os.fspath(ref)
+    if not isinstance(ref, str):
+        raise BadInput(f"open() takes a dataset name, name_vN or id prefix (a str), not {type(ref).__name__}")
     store = Store(resolve_home(home))
     return Dataset(store.open(ref), store)
 

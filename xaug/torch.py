@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset as _TorchDataset
 from torch.utils.data import Sampler
 
-from xaug.api import Dataset, Item
+from xaug.api import Dataset, Item, parse_size
 from xaug.errors import BadInput
 
 __all__ = ["SegmentationDataset", "EpochSampler", "item_seed"]
@@ -33,6 +33,26 @@ __all__ = ["SegmentationDataset", "EpochSampler", "item_seed"]
 def item_seed(seed: int, epoch: int, index: int) -> int:
     """A 32-bit seed for one (seed, epoch, index): independent of worker count and order."""
     return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
+
+
+def _count(value: Any, what: str) -> int:
+    """A non-negative int (seed, epoch, n), else BadInput naming `what`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise BadInput(f"{what} must be a non-negative int, not {value!r}")
+    return int(value)
+
+
+def _index(value: Any) -> int:
+    """An int-like index (int, numpy or 0-d torch integer); TypeError for anything else."""
+    import operator
+
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"a SegmentationDataset index is an int or an (epoch, index) pair, not {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"a SegmentationDataset index is an int or an (epoch, index) pair, "
+                        f"not {type(value).__name__} {value!r}") from None
 
 
 def _is_albumentations(transform: Any) -> bool:
@@ -77,25 +97,31 @@ class SegmentationDataset(_TorchDataset):
             items = dataset.items(split=split)
             where = f"{dataset.name} split={split}"
         else:
+            if isinstance(dataset, (str, bytes, os.PathLike)) or not hasattr(dataset, "__iter__"):
+                raise BadInput(f"dataset must be an xaug.Dataset (xaug.open(name)) or a list of its Items, "
+                               f"not {type(dataset).__name__} {str(dataset)[:60]!r}")
             items = list(dataset)
+            bad = [it for it in items if not isinstance(it, Item)]
+            if bad:
+                raise BadInput(f"dataset must be an xaug.Dataset or a list of its Items; "
+                               f"got a {type(bad[0]).__name__} among the items")
             where = "items"
         unlabelled = [it.path for it in items if not it.has_labels]
         if unlabelled:
             raise BadInput(f"{len(unlabelled)} item(s) have no label file (first: {unlabelled[0]}); "
                            "a segmentation dataset needs labels, choose a labelled split", where=where)
         self.items: list[Item] = list(items)
-        if size is None:
-            self.size = None
-        else:
-            hw = (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
-            if min(hw) < 1:
-                raise BadInput(f"size must be positive, got {size!r}")
-            self.size = hw
+        self.size = parse_size(size)
         self.channels = channels
-        lo, hi = float(value_range[0]), float(value_range[1])
+        try:
+            lo, hi = (float(v) for v in value_range)
+        except (TypeError, ValueError):
+            raise BadInput(f"value_range must be a (low, high) pair of numbers, not {value_range!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+            raise BadInput(f"value_range must be two different finite numbers, not {value_range!r}")
         self.value_range = (lo, hi)
         self.transform = transform
-        self.seed = int(seed)
+        self.seed = _count(seed, "seed")
         self.epoch = 0
         self._albu = transform is not None and _is_albumentations(transform)
         self._rng_arg = False
@@ -131,7 +157,7 @@ class SegmentationDataset(_TorchDataset):
     def set_epoch(self, epoch: int) -> None:
         """The epoch used for int indices (set before iterating; with persistent workers use
         `EpochSampler`, whose (epoch, index) keys reach the workers)."""
-        self.epoch = int(epoch)
+        self.epoch = _count(epoch, "epoch")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -148,7 +174,14 @@ class SegmentationDataset(_TorchDataset):
 
     def sample_arrays(self, key: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The item as uint8 numpy arrays after the transform: image (H, W[, 3]), masks (29, H, W)."""
-        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
+        if isinstance(key, tuple):
+            if len(key) != 2:
+                raise TypeError(f"a SegmentationDataset index is an int or an (epoch, index) pair, not {key!r}")
+            epoch, index = _index(key[0]), _index(key[1])
+            if epoch < 0:
+                raise IndexError(f"epoch {epoch} in key {key!r} must be non-negative")
+        else:
+            epoch, index = self.epoch, _index(key)
         if not -len(self.items) <= index < len(self.items):
             raise IndexError(f"index {index} out of range for {len(self.items)} items")
         index %= len(self.items)
@@ -165,15 +198,27 @@ class SegmentationDataset(_TorchDataset):
                 self.transform.set_random_seed(s)
                 res = self.transform(image=img, mask=np.ascontiguousarray(masks.transpose(1, 2, 0)))
                 img, masks = res["image"], np.asarray(res["mask"]).transpose(2, 0, 1)
-            elif self._rng_arg:
-                img, masks = self.transform(img, masks, rng=np.random.default_rng(s))
             else:
-                img, masks = self.transform(img, masks)
+                out = (self.transform(img, masks, rng=np.random.default_rng(s)) if self._rng_arg
+                       else self.transform(img, masks))
+                if not isinstance(out, (tuple, list)) or len(out) != 2:
+                    raise BadInput(f"the transform must return (image, masks), not {type(out).__name__}"
+                                   + (f" of {len(out)}" if isinstance(out, (tuple, list)) else ""),
+                                   where=_name(self.transform))
+                img, masks = out
         return img, masks
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         img, masks = self.sample_arrays(key)
-        return self._image_tensor(img), self._mask_tensor(masks)
+        image, target = self._image_tensor(img), self._mask_tensor(masks)
+        if (image.ndim != 3 or image.shape[0] != self.channels or target.ndim != 3 or target.shape[0] != 29
+                or image.shape[1:] != target.shape[1:]):
+            # a transform that dropped a dimension or moved the channels: say so here, not in the model
+            raise BadInput(f"a sample must be image ({self.channels}, H, W) and masks (29, H, W); got "
+                           f"{tuple(image.shape)} and {tuple(target.shape)} after the transform "
+                           "(masks go in and must come back as (29, H, W), or (H, W, 29) for albumentations)",
+                           where=_name(self.transform) if self.transform is not None else None)
+        return image, target
 
     def _image_tensor(self, img: Any) -> torch.Tensor:
         t = torch.as_tensor(np.ascontiguousarray(img) if isinstance(img, np.ndarray) else img)
@@ -192,6 +237,10 @@ class SegmentationDataset(_TorchDataset):
         return t.float().contiguous()
 
 
+def _name(transform: Any) -> str:
+    return f"transform {getattr(transform, '__qualname__', type(transform).__name__)}"
+
+
 class EpochSampler(Sampler):
     """Yields (epoch, index) keys: a fresh seeded permutation each epoch (`set_epoch`).
 
@@ -200,10 +249,12 @@ class EpochSampler(Sampler):
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+        if hasattr(n, "__len__") and not isinstance(n, (int, np.integer)):
+            raise BadInput(f"n is the number of items, e.g. EpochSampler(len(train)), not a {type(n).__name__}")
+        self.n, self.seed, self.shuffle, self.epoch = _count(n, "n"), _count(seed, "seed"), shuffle, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self.epoch = _count(epoch, "epoch")
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = (np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, 7])).permutation(self.n)

@@ -213,10 +213,17 @@ def export(ds: Dataset, dest: Path | str, format: str = "competition",
     byte read is checked against the manifest. The folder appears complete or not at all.
     """
     _load_formats()
-    if format not in FORMATS:
+    if not isinstance(ds, Dataset):
+        raise BadInput(f"export() takes an xaug.Dataset (xaug.open(name)), not {type(ds).__name__} {str(ds)[:60]!r}")
+    if not isinstance(dest, (str, os.PathLike)):
+        raise BadInput(f"dest must be the folder to export into (a str or Path), not {type(dest).__name__}")
+    if not isinstance(force, bool):
+        # force replaces a folder: a truthy "no" must not do that
+        raise BadInput(f"force must be True or False, not {force!r}")
+    if not isinstance(format, str) or format not in FORMATS:
         import difflib
 
-        close = difflib.get_close_matches(format, list(FORMATS), n=1)
+        close = difflib.get_close_matches(str(format).lower(), list(FORMATS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise BadInput(f"unknown export format {format!r}{hint}; known: {', '.join(format_names())}")
     splits = parse_splits(split)
