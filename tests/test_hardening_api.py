@@ -110,3 +110,11 @@ def test_export_arguments(ds, tmp_path):
     with pytest.raises(BadInput, match="unknown export format None"):
         export(ds, tmp_path / "b", format=None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_diff_versions_takes_datasets(ds):
+    from xaug.interop.diff import diff_versions
+
+    with pytest.raises(BadInput, match=r"diff_versions\(\) takes two xaug.Dataset \(xaug.open\(name\)\); a is str 'raw'"):
+        diff_versions("raw", ds)
+    assert diff_versions(ds, ds) is not None

@@ -90,6 +90,12 @@ def _sha(entry: FileEntry | None) -> str | None:
 
 def diff_versions(a: Dataset, b: Dataset) -> VersionDiff:
     """What changed from version `a` to version `b`."""
+    for arg, v in (("a", a), ("b", b)):
+        if not isinstance(v, Dataset):
+            from xaug.errors import BadInput
+
+            raise BadInput(f"diff_versions() takes two xaug.Dataset (xaug.open(name)); {arg} is "
+                           f"{type(v).__name__} {str(v)[:60]!r}")
     d = VersionDiff(a, b)
     items_a = {e.relpath: e for e in a.version.entries}
     items_b = {e.relpath: e for e in b.version.entries}
