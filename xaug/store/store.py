@@ -137,6 +137,7 @@ def _check_entry(entry: Any, key: str, where: str) -> None:
         raise BadInput(f"{key}.size: not a byte count; {_DAMAGED}", where=where)
 
 
+_REFS_FIX = "each versions/<id>/manifest.json records the name it was made under in info.name"
 _DAMAGED = "the version is damaged: restore the store from a backup, or rebuild the version"
 
 
@@ -176,6 +177,46 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         if manifest.get(key) is not None and not isinstance(manifest[key], kind):
             raise BadInput(f"{key}: not a {kind.__name__}; {_DAMAGED}", where=where)
     return manifest
+
+
+def enclosing_store(home: Path) -> Path | None:
+    """The store folder (refs.json beside versions/) that `home` lies inside, if any."""
+    probe = Path(home).absolute()
+    for parent in probe.parents:
+        if (parent / "refs.json").is_file() and (parent / "versions").is_dir():
+            return parent
+    return None
+
+
+LOCK_WAIT_S = 600.0  # the store's lock (publishing, refs.json): held for seconds at a time
+STAGING_WAIT_S = 3600.0  # a plan's staging lock: held while another process builds the same version
+
+
+@contextmanager
+def held(path: Path, timeout: float) -> Iterator[None]:
+    """Hold the file lock `path`; say so on stderr when another process holds it, and after
+    `timeout` seconds refuse in one line instead of waiting on (or a filelock.Timeout traceback).
+
+    A killed process's lock is released by the system (flock): only a live one makes us wait."""
+    import sys
+
+    from filelock import Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=min(2.0, timeout))
+    except Timeout:
+        print(f"waiting for {path}: another xaug command is writing to this store (at most "
+              f"{timeout / 60:g} min)", file=sys.stderr, flush=True)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise BadInput(f"another xaug command has held this lock for {timeout / 60:g} min; let it "
+                           "finish (or stop it) and run the same command again", where=str(path)) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -543,6 +584,7 @@ class Store:
     def __init__(self, home: Path | str):
         self.home = Path(home)
         self._checked: set[tuple] = set()  # manifests whose structure and id this process checked
+        self._home_checked = False  # not inside another store (checked once)
 
     # -- paths and refs
     def version_dir(self, id: str) -> Path:
@@ -552,22 +594,27 @@ class Store:
     def _refs_path(self) -> Path:
         return self.home / "refs.json"
 
-    def _lock(self) -> FileLock:
+    def _lock(self):
         self._check_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.home / "lock"), timeout=600)
+        return held(self.home / "lock", timeout=LOCK_WAIT_S)
 
     def _check_home(self) -> None:
         if self.home.exists() and not self.home.is_dir():
             raise BadInput("is a file, not a store folder; give a folder with --home (or $XAUG_HOME)",
                            where=str(self.home))
+        if not self._home_checked:
+            outer = enclosing_store(self.home)
+            if outer is not None:  # a store in another's versions/ would be extra files of a version
+                raise BadInput(f"is inside the store {outer}; give that store's own folder as --home, or a "
+                               "folder outside it", where=str(self.home))
+            self._home_checked = True
 
     def refs(self) -> dict[str, list[str]]:
         """names -> version ids, as refs.json lists them; a damaged refs.json raises BadInput."""
         self._check_home()
         where = str(self._refs_path)
-        fix = ("restore refs.json from a backup (each versions/<id>/manifest.json records the name "
-               "it was made under in info.name)")
+        fix = f"restore refs.json from a backup ({_REFS_FIX})"
         try:
             refs = json.loads(self._refs_path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
@@ -669,6 +716,9 @@ class Store:
                 b, n, id = sorted(hits)[0]
                 return self._dataset(b, n, id, check_id)
         known = self.names()
+        if ref in refs:  # refs.json names it with no version: hand-edited (a build only ever appends)
+            raise UnknownDataset(f"{self._refs_path}: {ref!r} is listed with no version; remove the entry or "
+                                 f"restore refs.json from a backup ({_REFS_FIX})")
         close = difflib.get_close_matches(ref or "", known + list(refs), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         listing = ", ".join(known) if known else f"none yet in {self.home}; create one with `xaug synth` or `xaug import`"
@@ -866,7 +916,7 @@ class Store:
         if existing is not None:
             return existing, False, stats
         stage_root = self.home / "staging" / f"import-{id[:32]}"
-        with FileLock(str(stage_root) + ".lock", timeout=600):
+        with held(Path(str(stage_root) + ".lock"), timeout=LOCK_WAIT_S):
             self._copy_in(stage_root / "data", files, rewritten, be, jobs, progress)
             ds, created = self._publish(stage_root, manifest, name)
         return ds, created, stats
@@ -1297,7 +1347,7 @@ class Builder:
         self.stage_root = store.home / "staging" / plan_key
         self.staging = self.stage_root / "data"
         self.staging.mkdir(parents=True, exist_ok=True)
-        self._staging_lock = FileLock(str(self.stage_root) + ".lock", timeout=3600)
+        self._staging_lock = held(Path(str(self.stage_root) + ".lock"), timeout=STAGING_WAIT_S)
         self._refs: dict[str, dict[str, Any]] = {}
         self._persons: dict[str, PersonMeta] | None = None
         self.created = False

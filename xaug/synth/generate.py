@@ -59,7 +59,7 @@ def synth_spec(persons: int, seed: int, size: int = 2048, rotated_train: float =
     for flag, rate in (("--rotated-train", rotated_train), ("--rotated-test", rotated_test)):
         if not 0.0 <= rate <= 1.0:
             problems.append(f"{flag} is a fraction of images between 0 and 1, got {rate}")
-    if not 0 <= label_swaps <= persons:
+    if not 0 <= label_swaps <= max(persons, 0):  # no second line about a --persons already refused
         problems.append(f"--label-swaps counts training persons: 0 to {persons}, got {label_swaps}")
     if problems:
         raise BadInput(problems[0], where="synth", problems=problems[1:])
