@@ -99,3 +99,11 @@ def test_a_lock_released_while_waiting_lets_the_command_finish(store_copy, monke
     assert res.stderr.startswith(f"waiting for {store_copy}/lock")
     assert [r["name"] for r in json.loads(xaug("datasets", "--json", "--home", store_copy).stdout)] == \
         ["raw_v1", "raw_v2"]
+
+
+def test_a_too_long_name_says_the_limit(tmp_path):
+    """A 300-character --name was echoed whole, and the message did not say names stop at 64."""
+    res = xaug("synth", "--persons", "1", "--name", "x" * 300, "--home", tmp_path / "h")
+    line = refused(res, "'" + "x" * 40 + "'... (300 characters): dataset names are plain identifiers")
+    assert "at most 64 characters" in line and len(line) < 300
+    assert not (tmp_path / "h").exists()

@@ -41,8 +41,10 @@ def is_plain_name(name: str) -> bool:
 
 def check_name(name: str) -> str:
     if not is_plain_name(name):
+        shown = repr(name) if len(str(name)) <= 80 else repr(str(name)[:40]) + f"... ({len(str(name))} characters)"
         raise BadInput("dataset names are plain identifiers (letters, digits, '_' or '-', starting "
-                       "with a letter, not ending in _v<N>); choose another --name", where=repr(name))
+                       "with a letter, at most 64 characters, not ending in _v<N>); choose another --name",
+                       where=shown)
     return name
 
 
