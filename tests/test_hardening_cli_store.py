@@ -107,3 +107,30 @@ def test_a_too_long_name_says_the_limit(tmp_path):
     line = refused(res, "'" + "x" * 40 + "'... (300 characters): dataset names are plain identifiers")
     assert "at most 64 characters" in line and len(line) < 300
     assert not (tmp_path / "h").exists()
+
+
+def test_a_version_folder_deleted_by_hand_is_rebuilt_by_the_command_that_made_it(make_store):
+    """The error for a deleted version says 'or rebuild the version', but rebuilding was refused with
+    that same error (the plan cache and the name still listed it). Now the same command puts the
+    identical version back under its old name and number, and what derives from it reads again."""
+    import shutil
+
+    home = make_store(persons=2, test_persons=1, size=64)
+    synth = ["synth", "--persons", "2", "--test-persons", "1", "--size", "64", "--seed", "0", "-q", "--home", home]
+    rotate = ["rotate", "--angles", "10", "--from", "raw", "-q", "--home", home]
+    assert xaug(*rotate).exit_code == 0
+    store = Store(home)
+    raw, rot = store.open("raw"), store.open("rotate")
+    refs = json.loads((home / "refs.json").read_text())
+    for gone, command in ((rot, rotate), (raw, synth)):
+        shutil.rmtree(home / "versions" / gone.id)
+        refused(xaug("verify", gone.name, "--home", home), f"{home / 'versions' / gone.id / 'manifest.json'}: "
+                "version listed in refs.json has no manifest")
+        res = xaug(*command)
+        assert res.exit_code == 0, res.output
+        again = Store(home).open(gone.name)
+        assert again.id == gone.id and again.name == gone.name
+        assert json.loads((home / "refs.json").read_text()) == refs  # no new version number
+    for name in ("raw_v1", "rotate_v1"):  # rotate_v1's items by reference read raw's rebuilt files
+        res = xaug("verify", name, "--home", home)
+        assert res.exit_code == 0 and f"{name}: OK" in res.output, res.output

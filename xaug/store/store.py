@@ -739,6 +739,8 @@ class Store:
             for base, ids in sorted(self.refs().items()):
                 for n, id in enumerate(ids, 1):
                     if keys.get(id) == plan_key:
+                        if not self._published(id):  # its folder deleted: building the plan again restores it
+                            continue
                         ds = self._dataset(base, n, id)
                         if ds.manifest.get("plan_key") == plan_key:
                             return ds
@@ -798,7 +800,13 @@ class Store:
 
     def _existing(self, name: str, id: str) -> Dataset | None:
         ids = self.refs().get(name, [])
-        return self._dataset(name, ids.index(id) + 1, id) if id in ids else None
+        return self._dataset(name, ids.index(id) + 1, id) if id in ids and self._published(id) else None
+
+    def _published(self, id: str) -> bool:
+        """Whether version `id` has its folder and manifest. refs.json may still list one whose folder
+        was deleted by hand: opening it says so, and rebuilding it (the same plan, or the same
+        import) puts the identical version back under its old name and number."""
+        return (self.version_dir(id) / "manifest.json").is_file()
 
     def _publish(self, stage_root: Path, manifest: dict[str, Any], name: str) -> tuple[Dataset, bool]:
         """Write the manifest last, move the staged folder into place, register the name."""
