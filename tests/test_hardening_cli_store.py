@@ -134,3 +134,14 @@ def test_a_version_folder_deleted_by_hand_is_rebuilt_by_the_command_that_made_it
     for name in ("raw_v1", "rotate_v1"):  # rotate_v1's items by reference read raw's rebuilt files
         res = xaug("verify", name, "--home", home)
         assert res.exit_code == 0 and f"{name}: OK" in res.output, res.output
+
+
+def test_versions_that_refs_json_does_not_name_are_reported(store_copy):
+    """refs.json emptied by hand (or a build killed between publishing and naming its version):
+    `datasets` said only 'no datasets yet' while versions/ held every version."""
+    (store_copy / "refs.json").write_text("{}")
+    before = snapshot(store_copy)
+    res = xaug("datasets", "--home", store_copy)
+    assert res.exit_code == 0 and "no datasets yet" in res.output
+    assert f"warning: {store_copy / 'versions'}: 1 version(s) that refs.json does not name" in res.output
+    assert snapshot(store_copy) == before

@@ -696,6 +696,15 @@ class Store:
                 except BadInput as exc:
                     if problems is not None:
                         problems.append(f"{base}_v{n}: " + exc.lines()[0])
+        if problems is not None:
+            listed = {id for ids in self.refs().values() for id in ids}
+            root = self.home / "versions"
+            orphans = sorted(d.name for d in root.iterdir() if HEX_ID_RE.match(d.name) and d.name not in listed
+                             and (d / "manifest.json").is_file()) if root.is_dir() else []
+            if orphans:  # refs.json lost or edited: the versions are there, unnamed
+                problems.append(f"{root}: {len(orphans)} version(s) that refs.json does not name (e.g. "
+                                f"{orphans[0][:12]}): a build killed before it named its version (run it "
+                                f"again), or refs.json lost or edited (restore it from a backup; {_REFS_FIX})")
         return out
 
     def names(self) -> list[str]:
