@@ -28,10 +28,10 @@ UPPER_HINTS = {
 }
 
 
-STORED_NOTES = ("parameters", "environment")
+STORED_NOTES = ("parameters", "environment")  # written beside the settings in config.json, not settings
 # online augmentation settings a stored config may lack: they did not exist then, and what the
 # trainer did before is this (off, a black border)
-STORED_AUG_BEFORE = {"scale": 0.0, "translate": 0.0, "gamma": 0.0, "black_level": 0.0, "border": "constant"}  # written beside the settings in config.json, not settings
+STORED_AUG_BEFORE = {"scale": 0.0, "translate": 0.0, "gamma": 0.0, "black_level": 0.0, "border": "constant"}
 
 
 def _type_problem(f, value) -> str | None:
