@@ -319,8 +319,7 @@ def cmd_paired(args) -> dict:
             sc = scores[name][seed]
             if sorted(sc.images) != sorted(ref) or set(ref) != set(samples):
                 raise SystemExit(f"{name} seed {seed}: its test images are not {data.name}'s test images")
-            pos = {n: i for i, n in enumerate(sc.images)}
-            scores[name][seed] = Scores(ref, sc.dice[[pos[n] for n in ref]])
+            scores[name][seed] = sc.in_order(ref)
     result = analyse(scores, names, list(args.seeds), image_subsets([samples[n] for n in ref]),
                      BootstrapSettings(resamples=args.resamples, seed=0))
     for subset, entry in result.items():

@@ -345,15 +345,21 @@ def train_options(settings: TrainSettings, where: str = "train") -> dict[str, An
     return opts
 
 
+def arm_options(spec: AblationSpec, key: str, arm: Arm, nproc: int = 1) -> tuple[dict[str, Any], str]:
+    """(TrainConfig options of the arm's runs, the spec key its problems name)."""
+    where = f"{key}.train" if arm.train else "train"
+    opts = train_options(arm_settings(spec, arm), where=where)
+    return ({**opts, "world_size": nproc} if nproc > 1 else opts), where
+
+
 def check_training(spec: AblationSpec, nproc: int = 1) -> None:
     """Resolve every arm's trainer settings as its runs will (unknown arch or online augmentation,
     a size that 2**depth does not divide, ...): one line naming the arm's key, before anything is
     built or trained. Imports torch (the trainer's config)."""
     same_data: dict[bytes, tuple[str, str]] = {}  # arms on the dataset's own training persons
     for key, arm in _arm_keys(spec):
-        where = f"{key}.train" if arm.train else "train"
-        opts = train_options(arm_settings(spec, arm), where=where)
-        identity = resolved_config({**opts, "world_size": nproc} if nproc > 1 else opts, 1, 0, where=where)
+        opts, where = arm_options(spec, key, arm, nproc)
+        identity = resolved_config(opts, 1, 0, where=where)
         if arm.version is None and arm.pipeline is None:
             _refuse_twin(same_data.setdefault(canonical_json(identity), (key, arm.name)), key, arm.name)
 
@@ -424,6 +430,13 @@ class Scores:
 
     images: list[str]
     dice: np.ndarray      # (images, 29)
+
+    def in_order(self, images: list[str]) -> "Scores":
+        """The same scores with rows in the order of `images` (the same names, perhaps reordered)."""
+        if self.images == images:
+            return self
+        pos = {n: i for i, n in enumerate(self.images)}
+        return Scores(list(images), self.dice[[pos[n] for n in images]])
 
 
 def _read_json(path: Path) -> dict:
@@ -599,17 +612,14 @@ def plan_runs(spec: AblationSpec, arms: list[ArmData], data, runs_dir: Path, npr
     other runs (world_size is part of their identity)."""
     from trainer.runs import training_samples
 
+    keys = [k for k, _ in _arm_keys(spec)]
     options, global_batch = {}, {}
-    for key, a in zip([k for k, _ in _arm_keys(spec)], arms):
-        where = f"{key}.train" if a.arm.train else "train"
-        opts = train_options(arm_settings(spec, a.arm), where=where)
-        if nproc > 1:
-            opts = {**opts, "world_size": nproc}
+    for key, a in zip(keys, arms):
+        opts, where = arm_options(spec, key, a.arm, nproc)
         options[a.arm.name] = opts
         global_batch[a.arm.name] = int(resolved_config(opts, 1, 0, where=where)["batch"]) * nproc
     images = {a.arm.name: len(training_samples(a.dataset)) for a in arms}
     runs = []
-    keys = [k for k, _ in _arm_keys(spec)]
     for seed in spec.seed_list():
         digests: dict[str, tuple[str, str]] = {}
         for key, a in zip(keys, arms):
@@ -851,10 +861,7 @@ def build_report(spec: AblationSpec, data, arms: list[ArmData], runs: list[Plann
         ordered = [by_name[n] for n in ref.images]
         for a in names:
             for s in seeds:
-                sc = scores[split][a][s]
-                if sc.images != ref.images:  # same images, another order: align to the reference
-                    pos = {n: i for i, n in enumerate(sc.images)}
-                    scores[split][a][s] = Scores(ref.images, sc.dice[[pos[n] for n in ref.images]])
+                scores[split][a][s] = scores[split][a][s].in_order(ref.images)  # same images, maybe reordered
         subsets = image_subsets(ordered)
         splits[split] = {"images": len(ref.images), "subsets": analyse(scores[split], names, seeds, subsets,
                                                                        spec.bootstrap)}
