@@ -689,7 +689,8 @@ class Store:
     def datasets(self, problems: list[str] | None = None, check_id: bool = True) -> list[Dataset]:
         """Every healthy version; a damaged one is left out (and described in `problems`)."""
         out = []
-        for base, ids in sorted(self.refs().items()):
+        refs = self.refs()
+        for base, ids in sorted(refs.items()):
             for n, id in enumerate(ids, 1):
                 try:
                     out.append(self._dataset(base, n, id, check_id))
@@ -697,10 +698,10 @@ class Store:
                     if problems is not None:
                         problems.append(f"{base}_v{n}: " + exc.lines()[0])
         if problems is not None:
-            listed = {id for ids in self.refs().values() for id in ids}
+            listed = {id for ids in refs.values() for id in ids}
             root = self.home / "versions"
             orphans = sorted(d.name for d in root.iterdir() if HEX_ID_RE.match(d.name) and d.name not in listed
-                             and (d / "manifest.json").is_file()) if root.is_dir() else []
+                             and self._published(d.name)) if root.is_dir() else []
             if orphans:  # refs.json lost or edited: the versions are there, unnamed
                 problems.append(f"{root}: {len(orphans)} version(s) that refs.json does not name (e.g. "
                                 f"{orphans[0][:12]}): a build killed before it named its version (run it "
@@ -826,7 +827,7 @@ class Store:
                 shutil.rmtree(stage_root, ignore_errors=True)
                 return existing, False
             target = self.version_dir(id)
-            if not (target / "manifest.json").is_file():
+            if not self._published(id):
                 check_manifest(manifest, f"{name}: the manifest being published")  # never publish what open refuses
                 _prune_staging(stage_root / "data", manifest)
                 atomic_write(stage_root / "manifest.json", json.dumps(manifest, indent=1).encode())
